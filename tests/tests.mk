@@ -1,0 +1,90 @@
+# Test families (docs/testing.md):
+#   check-unit         Criterion tests under tests/unit/, mirroring the source tree
+#   check-interop      Node's test runner + @grpc/grpc-js against our C code (tests/interop/)
+#   fuzz / check-fuzz  libFuzzer targets under tests/fuzz/ (check-fuzz replays the corpus briefly)
+
+CRITERION_LIBS := -lcriterion
+TEST_BIN := $(O)/tests
+
+# Protocol files used only by tests (an echo service for rpc tests and interop).
+TEST_PROTO_FILES := tests/proto/sbx_test.proto
+GEN_HEADERS += $(call PROTO_GEN_H,$(TEST_PROTO_FILES))
+TEST_PROTO_OBJS := $(patsubst $(O)/gen/%.c,$(O)/obj/gen/%.o,$(call PROTO_GEN_C,$(TEST_PROTO_FILES)))
+TEST_PROTO_LIB := $(O)/lib/libsbx-testproto.a
+$(TEST_PROTO_LIB): $(TEST_PROTO_OBJS)
+	$(call msg,AR,$@)
+	$(Q)mkdir -p $(@D) && rm -f $@ && $(AR) rcs $@ $^
+
+
+
+# The fixture library: start and stop real etcd, pick free ports, make temp dirs, TLS test certs.
+$(eval $(call module,testlib,$(wildcard tests/lib/*.c)))
+
+UNIT_TEST_SRCS := $(shell find tests/unit -name 'test-*.c' 2>/dev/null)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(TEST_BIN)/unit/%,$(UNIT_TEST_SRCS))
+
+$(TEST_BIN)/unit/%: $(O)/obj/tests/unit/%.o $(testlib_LIB) $(COMMON_LIBS) $(TEST_PROTO_LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) \
+		$(LIBS_COMMON) $(CRITERION_LIBS)
+
+# Helper programs the tests drive (C servers and clients for interop, etc.).
+TEST_PROGRAM_SRCS := $(wildcard tests/programs/*.c)
+TEST_PROGRAMS := $(patsubst tests/programs/%.c,$(TEST_BIN)/programs/%,$(TEST_PROGRAM_SRCS))
+$(TEST_BIN)/programs/%: $(O)/obj/tests/programs/%.o $(TEST_PROTO_LIB) $(testlib_LIB) $(COMMON_LIBS)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) $(LIBS_COMMON)
+
+# Objects of test binaries are intermediate in make's eyes; keep them so relinks do not recompile.
+.SECONDARY: $(patsubst tests/%.c,$(O)/obj/tests/%.o,$(UNIT_TEST_SRCS) $(TEST_PROGRAM_SRCS))
+
+tests: $(UNIT_TESTS) $(TEST_PROGRAMS)
+.PHONY: tests
+
+# Each binary runs on its own; Criterion prints its synthesis line and exits non-zero on failure.
+check-unit: $(UNIT_TESTS) $(TEST_PROGRAMS)
+	$(Q)tests/lib/run-unit $(UNIT_TESTS)
+.PHONY: check-unit
+
+check-interop: $(TEST_PROGRAMS)
+	$(Q)tests/interop/run $(O)
+.PHONY: check-interop
+
+# Everything, in the order that fails fastest. Runs make deps first so a fresh machine just works.
+check: deps
+	$(Q)$(MAKE) --no-print-directory all tests
+	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop
+.PHONY: check
+
+# ---- fuzzing (clang + libFuzzer; separate objects under $(O)/fuzz) ----
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
+FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c)
+FUZZ_LIB_OBJS := $(patsubst %.c,$(O)/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRCS))
+
+$(O)/fuzz/obj/%.o: %.c | $(GEN_HEADERS)
+	$(call msg,FUZZCC,$<)
+	$(Q)mkdir -p $(@D) && $(FUZZ_CC) $(CPPFLAGS_ALL) -std=gnu11 $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -g -O1 -MMD -MP -c -o $@ $<
+
+$(O)/fuzz/fuzz-%: $(O)/fuzz/obj/tests/fuzz/fuzz-%.o $(FUZZ_LIB_OBJS) $(PROTO_OBJS)
+	$(call msg,FUZZLD,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS_COMMON)
+
+# Keep fuzz objects between builds (they are intermediate files of a pattern chain otherwise).
+.SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst tests/fuzz/%.c,$(O)/fuzz/obj/tests/fuzz/%.o,$(FUZZ_SRCS))
+
+fuzz-build: $(FUZZ_TARGETS)
+.PHONY: fuzz-build
+
+# Runs every target for FUZZ_SECONDS, starting from (and adding to) its corpus in build/.
+fuzz: $(FUZZ_TARGETS)
+	$(Q)tests/fuzz/run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+.PHONY: fuzz
+
+# A short replay of the seed corpora plus a few thousand runs each: keeps the targets honest in CI.
+check-fuzz: $(FUZZ_TARGETS)
+	$(Q)tests/fuzz/run --runs 5000 $(FUZZ_TARGETS)
+.PHONY: check-fuzz
