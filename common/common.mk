@@ -1,0 +1,17 @@
+# The common libraries. Dependency direction (checked by `make lint`):
+#   base <- log <- config, loop, metrics <- rpc <- etcd; base <- crypto <- token.
+
+$(eval $(call module,base,$(wildcard common/base/*.c)))
+$(eval $(call module,log,$(wildcard common/log/*.c)))
+$(eval $(call module,config,$(wildcard common/config/*.c)))
+$(eval $(call module,loop,$(wildcard common/loop/*.c)))
+$(eval $(call module,metrics,$(wildcard common/metrics/*.c)))
+$(eval $(call module,rpc,$(wildcard common/rpc/*.c)))
+$(eval $(call module,etcd,$(wildcard common/etcd/*.c)))
+$(eval $(call module,crypto,$(wildcard common/crypto/*.c)))
+$(eval $(call module,token,$(wildcard common/token/*.c)))
+
+# Link order for static archives: dependents first.
+COMMON_LIBS = $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
+
+ALL_TARGETS += $(COMMON_LIBS)
