@@ -88,6 +88,7 @@ endef
 
 include proto/proto.mk
 include common/common.mk
+include scheduler/scheduler.mk
 include tests/tests.mk
 include bench/bench.mk
 

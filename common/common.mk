@@ -1,5 +1,6 @@
 # The common libraries. Dependency direction (checked by `make lint`):
-#   base <- log <- config, loop, metrics <- rpc <- etcd; base <- crypto <- token.
+#   base <- log <- config, loop, metrics <- rpc <- etcd; base <- crypto <- token;
+#   base <- policy; base <- store (the key layout and value encoding in etcd).
 
 $(eval $(call module,base,$(wildcard common/base/*.c)))
 $(eval $(call module,log,$(wildcard common/log/*.c)))
@@ -10,8 +11,10 @@ $(eval $(call module,rpc,$(wildcard common/rpc/*.c)))
 $(eval $(call module,etcd,$(wildcard common/etcd/*.c)))
 $(eval $(call module,crypto,$(wildcard common/crypto/*.c)))
 $(eval $(call module,token,$(wildcard common/token/*.c)))
+$(eval $(call module,policy,$(wildcard common/policy/*.c)))
+$(eval $(call module,store,$(wildcard common/store/*.c)))
 
 # Link order for static archives: dependents first.
-COMMON_LIBS = $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
+COMMON_LIBS = $(store_LIB) $(policy_LIB) $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
 
 ALL_TARGETS += $(COMMON_LIBS)

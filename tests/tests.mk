@@ -1,5 +1,6 @@
 # Test families (docs/testing.md):
 #   check-unit         Criterion tests under tests/unit/, mirroring the source tree
+#   check-integration  real daemons and real etcd (tests/integration/)
 #   check-interop      Node's test runner + @grpc/grpc-js against our C code (tests/interop/)
 #   fuzz / check-fuzz  libFuzzer targets under tests/fuzz/ (check-fuzz replays the corpus briefly)
 
@@ -23,7 +24,20 @@ $(eval $(call module,testlib,$(wildcard tests/lib/*.c)))
 UNIT_TEST_SRCS := $(shell find tests/unit -name 'test-*.c' 2>/dev/null)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(TEST_BIN)/unit/%,$(UNIT_TEST_SRCS))
 
-$(TEST_BIN)/unit/%: $(O)/obj/tests/unit/%.o $(testlib_LIB) $(COMMON_LIBS) $(TEST_PROTO_LIB)
+# Unit tests link the program archives too (a test of scheduler/x.c links libsbx-sched.a, not the
+# daemon); the linker takes only the objects a test uses.
+PROGRAM_LIBS = $(sched_LIB)
+
+$(TEST_BIN)/unit/%: $(O)/obj/tests/unit/%.o $(testlib_LIB) $(PROGRAM_LIBS) $(COMMON_LIBS) $(TEST_PROTO_LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(PROGRAM_LIBS) \
+		$(COMMON_LIBS) $(LIBS_COMMON) $(CRITERION_LIBS)
+
+# Integration tests: Criterion binaries that drive real daemons, real etcd and (later) microVMs.
+INTEGRATION_TEST_SRCS := $(shell find tests/integration -name 'test-*.c' 2>/dev/null)
+INTEGRATION_TESTS := $(patsubst tests/integration/%.c,$(TEST_BIN)/integration/%,$(INTEGRATION_TEST_SRCS))
+
+$(TEST_BIN)/integration/%: $(O)/obj/tests/integration/%.o $(testlib_LIB) $(COMMON_LIBS) $(TEST_PROTO_LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) \
 		$(LIBS_COMMON) $(CRITERION_LIBS)
@@ -36,15 +50,19 @@ $(TEST_BIN)/programs/%: $(O)/obj/tests/programs/%.o $(TEST_PROTO_LIB) $(testlib_
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) $(LIBS_COMMON)
 
 # Objects of test binaries are intermediate in make's eyes; keep them so relinks do not recompile.
-.SECONDARY: $(patsubst tests/%.c,$(O)/obj/tests/%.o,$(UNIT_TEST_SRCS) $(TEST_PROGRAM_SRCS))
+.SECONDARY: $(patsubst tests/%.c,$(O)/obj/tests/%.o,$(UNIT_TEST_SRCS) $(TEST_PROGRAM_SRCS) $(INTEGRATION_TEST_SRCS))
 
-tests: $(UNIT_TESTS) $(TEST_PROGRAMS)
+tests: $(UNIT_TESTS) $(TEST_PROGRAMS) $(INTEGRATION_TESTS)
 .PHONY: tests
 
 # Each binary runs on its own; Criterion prints its synthesis line and exits non-zero on failure.
 check-unit: $(UNIT_TESTS) $(TEST_PROGRAMS)
 	$(Q)tests/lib/run-unit $(UNIT_TESTS)
 .PHONY: check-unit
+
+check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS)
+	$(Q)tests/lib/run-unit $(INTEGRATION_TESTS)
+.PHONY: check-integration
 
 check-interop: $(TEST_PROGRAMS)
 	$(Q)tests/interop/run $(O)
@@ -53,14 +71,14 @@ check-interop: $(TEST_PROGRAMS)
 # Everything, in the order that fails fastest. Runs make deps first so a fresh machine just works.
 check: deps
 	$(Q)$(MAKE) --no-print-directory all tests
-	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop
+	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop check-integration
 .PHONY: check
 
 # ---- fuzzing (clang + libFuzzer; separate objects under $(O)/fuzz) ----
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
-FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c)
+FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c common/policy/*.c)
 FUZZ_LIB_OBJS := $(patsubst %.c,$(O)/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRCS))

@@ -60,6 +60,12 @@ int sbx_hkdf_sha256(const void *key, size_t key_len, const char *info, uint8_t *
         return r;
 }
 
+void sbx_secure_zero(void *p, size_t n)
+{
+        if (p && n)
+                OPENSSL_cleanse(p, n);
+}
+
 bool sbx_memeq_const(const void *a, const void *b, size_t n)
 {
         return CRYPTO_memcmp(a, b, n) == 0;

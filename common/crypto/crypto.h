@@ -25,6 +25,9 @@ int sbx_hmac_sha256(const void *key, size_t key_len, const void *p, size_t n, ui
 /* HKDF-SHA-256 (RFC 5869) without salt: derives `out_len` bytes for the purpose named by `info`. */
 int sbx_hkdf_sha256(const void *key, size_t key_len, const char *info, uint8_t *out, size_t out_len);
 
+/* Zeroes memory in a way the compiler may not optimize away (secrets before free). */
+void sbx_secure_zero(void *p, size_t n);
+
 /* Constant-time comparison. */
 bool sbx_memeq_const(const void *a, const void *b, size_t n);
 

@@ -53,6 +53,7 @@ struct SbxEtcd {
         size_t current;
         usec_t timeout;
         LIST_HEAD(, SbxEtcdRequest) requests;
+        size_t n_requests;
 };
 
 /* Sends a unary request to the current endpoint and returns it in *ret so the caller can store its

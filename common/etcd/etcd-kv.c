@@ -82,6 +82,7 @@ SbxEtcd *sbx_etcd_free(SbxEtcd *e)
         /* Orphan what is in flight: its completions come back through rpc and are dropped. */
         while ((r = LIST_FIRST(&e->requests))) {
                 LIST_REMOVE(r, link);
+                e->n_requests--;
                 r->e = NULL;
                 sbx_rpc_client_call_cancel(r->call);
         }
@@ -91,6 +92,11 @@ SbxEtcd *sbx_etcd_free(SbxEtcd *e)
         strv_free(e->endpoints);
         free(e);
         return NULL;
+}
+
+size_t sbx_etcd_pending(const SbxEtcd *e)
+{
+        return e->n_requests;
 }
 
 const char *sbx_etcd_current_endpoint(const SbxEtcd *e)
@@ -149,8 +155,10 @@ int sbx__etcd_bytes(ProtobufCBinaryData *b, const void *p, size_t n)
 
 static void request_free(SbxEtcdRequest *r)
 {
-        if (r->e)
+        if (r->e) {
                 LIST_REMOVE(r, link);
+                r->e->n_requests--;
+        }
         sbx_rpc_client_call_unref(r->call);
         if (r->request)
                 r->free_request(r->request);
@@ -212,6 +220,7 @@ int sbx__etcd_request(SbxEtcd *e, const SbxRpcMethod *m, ProtobufCMessage *reque
         r->deliver = deliver;
         r->userdata = userdata;
         LIST_INSERT_HEAD(&e->requests, r, link);
+        e->n_requests++;
         k = request_send(r);
         if (k < 0) {
                 request_free(r);

@@ -48,6 +48,10 @@ int sbx_etcd_new(SbxRpc *rpc, const SbxEtcdOptions *opts, SbxEtcd **ret);
  * elections must be freed first (they belong to their creators). Accepts NULL; returns NULL. */
 SbxEtcd *sbx_etcd_free(SbxEtcd *e);
 
+/* Requests in flight (KV, Txn, lease grants and revokes; not watches or keepalive streams). Owners
+ * wait for zero before sbx_etcd_free() so no completion is dropped. */
+size_t sbx_etcd_pending(const SbxEtcd *e);
+
 /* The endpoint requests currently go to. */
 const char *sbx_etcd_current_endpoint(const SbxEtcd *e);
 

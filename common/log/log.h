@@ -14,6 +14,7 @@
  * errno for the others).
  */
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -80,6 +81,8 @@ int sbx_log_internalv(SbxLogLevel level, int error, const char *file, int line, 
 #define log_info_errno(e, ...)    log_full_fields(SBX_LOG_INFO, e, NULL, __VA_ARGS__)
 #define log_warning_errno(e, ...) log_full_fields(SBX_LOG_WARNING, e, NULL, __VA_ARGS__)
 #define log_error_errno(e, ...)   log_full_fields(SBX_LOG_ERROR, e, NULL, __VA_ARGS__)
+
+#define log_oom() log_error_errno(-ENOMEM, "Out of memory")
 
 #define log_debug_fields(f, ...)   log_full_fields(SBX_LOG_DEBUG, 0, f, __VA_ARGS__)
 #define log_info_fields(f, ...)    log_full_fields(SBX_LOG_INFO, 0, f, __VA_ARGS__)

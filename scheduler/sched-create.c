@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Create: validate, place, commit in one Txn, wait for the agent.
+ *
+ * The commit compares the org's and the node's usage keys at the mod revisions the decision was
+ * made on, the org record (its limits), the node key (still registered) and the sandbox key
+ * (absent). If anything moved, the Txn's failure branch returns the current usage values and the
+ * next attempt decides on those: no replica and no number of replicas can push an org over its
+ * quota or a node over its capacity.
+ *
+ * Then the call waits — through the state mirror, not a watch of its own — until the agent reports
+ * RUNNING. Past the create deadline the sandbox is marked FAILED and its quota released.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base/sandbox-id.h"
+#include "common/base/string-util.h"
+#include "common/log/log.h"
+#include "common/store/store.h"
+#include "scheduler/sched-placement.h"
+#include "scheduler/sched-validate.h"
+#include "scheduler/sched.h"
+
+#define COMMIT_ATTEMPTS 10
+#define DISK_MB_DEFAULT 10240
+
+typedef enum CreatePhase {
+        CREATE_COMMITTING,
+        CREATE_WAITING,
+        CREATE_DONE,
+} CreatePhase;
+
+typedef struct CreateOp {
+        Scheduler *s;
+        SbxRpcServerCall *call;
+        const Sbx__V1__CreateSandboxRequest *req;
+        char org[64];
+        SchedCreateSpec spec;
+        char id[SBX_SANDBOX_ID_LEN + 1];
+        CreatePhase phase;
+        unsigned attempts;
+        bool txn_in_flight;
+        bool cancelled;
+        int64_t created_ms;
+        usec_t started;
+        char node[SBX_KEY_NAME_MAX + 1];
+        /* Values seen in a failed Txn's failure branch, newer than the mirror may be. */
+        Sbx__V1__OrgUsage *org_usage;
+        int64_t org_usage_rev;
+        char seen_node[SBX_KEY_NAME_MAX + 1];
+        Sbx__V1__NodeUsage *node_usage;
+        int64_t node_usage_rev;
+        /* Secrets: placeholders for the record, and the sealed values. */
+        char **placeholders;
+        uint8_t *sealed;
+        size_t sealed_len;
+        uv_timer_t timer;
+} CreateOp;
+
+static void create_attempt(CreateOp *op);
+
+static void op_closed(uv_handle_t *h)
+{
+        CreateOp *op = h->data;
+        if (op->org_usage)
+                protobuf_c_message_free_unpacked(&op->org_usage->base, NULL);
+        if (op->node_usage)
+                protobuf_c_message_free_unpacked(&op->node_usage->base, NULL);
+        strv_free(op->placeholders);
+        free(op->sealed);
+        sbx_rpc_server_call_unref(op->call);
+        free(op);
+}
+
+/* Releases the op once nothing refers to it any more: replied or cancelled, no Txn in flight. */
+static void op_maybe_free(CreateOp *op)
+{
+        if (op->phase != CREATE_DONE || op->txn_in_flight || uv_is_closing((uv_handle_t *)&op->timer))
+                return;
+        if (sbx_hashmap_get(op->s->waiters, op->id) == op)
+                sbx_hashmap_remove(op->s->waiters, op->id);
+        sbx_rpc_server_call_set_userdata(op->call, NULL);
+        uv_close((uv_handle_t *)&op->timer, op_closed);
+}
+
+static void op_fail(CreateOp *op, SbxStatus code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void op_fail(CreateOp *op, SbxStatus code, const char *fmt, ...)
+{
+        _cleanup_free_ char *m = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (op->phase != CREATE_DONE)
+                sbx_rpc_server_call_finish(op->call, code, m ? m : "out of memory");
+        op->phase = CREATE_DONE;
+        uv_timer_stop(&op->timer);
+        op_maybe_free(op);
+}
+
+static double since(usec_t t)
+{
+        return (double)(sbx_now_monotonic() - t) / (double)USEC_PER_SEC;
+}
+
+/* ---- secrets ---- */
+
+static int seal_secrets(CreateOp *op)
+{
+        const Sbx__V1__CreateSandboxRequest *req = op->req;
+        Sbx__V1__SecretValues values = SBX__V1__SECRET_VALUES__INIT;
+        Sbx__V1__SecretValues__Value *items = NULL, **ptrs = NULL;
+        Sbx__V1__SealedSecrets sealed = SBX__V1__SEALED_SECRETS__INIT;
+        _cleanup_free_ uint8_t *plain = NULL, *cipher = NULL;
+        uint8_t key[32], nonce[SBX_AEAD_NONCE_LEN];
+        size_t plain_len = 0, cipher_len = 0;
+        int r = -ENOMEM;
+
+        if (req->n_secrets == 0)
+                return 0;
+        items = calloc(req->n_secrets, sizeof(*items));
+        ptrs = calloc(req->n_secrets, sizeof(*ptrs));
+        if (!items || !ptrs)
+                goto done;
+        for (size_t i = 0; i < req->n_secrets; i++) {
+                char *p = NULL;
+                sbx__v1__secret_values__value__init(&items[i]);
+                items[i].name = req->secrets[i]->name;
+                items[i].value = req->secrets[i]->value;
+                ptrs[i] = &items[i];
+                if ((r = sbx_random_token("sbx_secret_", 18, &p)) < 0 ||
+                    (r = strv_extend(&op->placeholders, p)) < 0) {
+                        free(p);
+                        goto done;
+                }
+                free(p);
+        }
+        values.values = ptrs;
+        values.n_values = req->n_secrets;
+        if ((r = sbx_store_pack(&values.base, &plain, &plain_len)) < 0)
+                goto done;
+        /* The sealing key is derived, so the cluster key itself encrypts nothing directly. */
+        if ((r = sbx_hkdf_sha256(op->s->key.key, sizeof(op->s->key.key), "sbx secrets v1", key,
+                                 sizeof(key))) < 0)
+                goto done;
+        r = sbx_aead_seal(key, op->id, strlen(op->id), plain, plain_len, nonce, &cipher, &cipher_len);
+        sbx_secure_zero(key, sizeof(key));
+        if (r < 0)
+                goto done;
+        sealed.key_id = op->s->key.id;
+        sealed.nonce = (ProtobufCBinaryData){ .data = nonce, .len = sizeof(nonce) };
+        sealed.ciphertext = (ProtobufCBinaryData){ .data = cipher, .len = cipher_len };
+        r = sbx_store_pack(&sealed.base, &op->sealed, &op->sealed_len);
+done:
+        if (plain)
+                sbx_secure_zero(plain, plain_len);
+        free(items);
+        free(ptrs);
+        return r;
+}
+
+/* ---- the record ---- */
+
+typedef struct RecordParts {
+        Sbx__V1__SandboxRecord rec;
+        Sbx__V1__SandboxSpec spec;
+        Sbx__V1__SandboxSpec__LabelsEntry *labels;
+        Sbx__V1__SandboxSpec__LabelsEntry **label_ptrs;
+        Sbx__V1__SecretRef *secrets;
+        Sbx__V1__SecretRef **secret_ptrs;
+} RecordParts;
+
+static void record_parts_done(RecordParts *p)
+{
+        free(p->labels);
+        free(p->label_ptrs);
+        free(p->secrets);
+        free(p->secret_ptrs);
+}
+
+static int build_record(CreateOp *op, const char *node, int64_t max_lifetime_ms, RecordParts *p)
+{
+        const Sbx__V1__CreateSandboxRequest *req = op->req;
+        size_t nl = req->n_labels, ns = req->n_secrets;
+
+        sbx__v1__sandbox_record__init(&p->rec);
+        sbx__v1__sandbox_spec__init(&p->spec);
+        p->labels = calloc(nl ? nl : 1, sizeof(*p->labels));
+        p->label_ptrs = calloc(nl ? nl : 1, sizeof(*p->label_ptrs));
+        p->secrets = calloc(ns ? ns : 1, sizeof(*p->secrets));
+        p->secret_ptrs = calloc(ns ? ns : 1, sizeof(*p->secret_ptrs));
+        if (!p->labels || !p->label_ptrs || !p->secrets || !p->secret_ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < nl; i++) {
+                sbx__v1__sandbox_spec__labels_entry__init(&p->labels[i]);
+                p->labels[i].key = req->labels[i]->key;
+                p->labels[i].value = req->labels[i]->value;
+                p->label_ptrs[i] = &p->labels[i];
+        }
+        for (size_t i = 0; i < ns; i++) {
+                sbx__v1__secret_ref__init(&p->secrets[i]);
+                p->secrets[i].name = req->secrets[i]->name;
+                p->secrets[i].hosts = req->secrets[i]->hosts;
+                p->secrets[i].n_hosts = req->secrets[i]->n_hosts;
+                p->secrets[i].placeholder = op->placeholders[i];
+                p->secret_ptrs[i] = &p->secrets[i];
+        }
+        p->spec.region = (char *)op->spec.region;
+        p->spec.memory_mb = op->spec.memory_mb;
+        p->spec.vcpus = op->spec.vcpus;
+        p->spec.lifetime_ms = op->spec.lifetime_ms;
+        p->spec.session = op->spec.session;
+        p->spec.labels = p->label_ptrs;
+        p->spec.n_labels = nl;
+        p->spec.allow_net = req->allow_net;
+        p->spec.secrets = p->secret_ptrs;
+        p->spec.n_secrets = ns;
+        p->spec.disk_mb = DISK_MB_DEFAULT;
+
+        p->rec.id = op->id;
+        p->rec.org = op->org;
+        p->rec.node = (char *)node;
+        p->rec.spec = &p->spec;
+        p->rec.desired = SBX__V1__DESIRED_STATE__DESIRED_STATE_RUNNING;
+        p->rec.created_at_ms = op->created_ms;
+        if (op->spec.session) {
+                /* Until its first Attach: then each heartbeat extends it (sched-attach.c). */
+                int64_t first = op->created_ms + (int64_t)(op->s->cfg.attach_timeout / USEC_PER_MSEC);
+                p->rec.stop_at_ms = SBX_MIN(first, op->created_ms + max_lifetime_ms);
+        } else {
+                p->rec.stop_at_ms = op->created_ms + (int64_t)op->spec.lifetime_ms;
+        }
+        p->rec.quota_held = true;
+        return 0;
+}
+
+/* ---- commit ---- */
+
+static void take_fresh_usage(CreateOp *op, const Etcdserverpb__TxnResponse *r)
+{
+        /* Failure branch: [0] org usage, [1] node usage. */
+        for (size_t i = 0; i < r->n_responses && i < 2; i++) {
+                const Etcdserverpb__ResponseOp *ro = r->responses[i];
+                if (ro->response_case != ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE)
+                        continue;
+                const Etcdserverpb__RangeResponse *rr = ro->response_range;
+                const Etcdserverpb__KeyValue *kv = rr->n_kvs > 0 ? rr->kvs[0] : NULL;
+                ProtobufCMessage *m = NULL;
+                if (i == 0) {
+                        if (op->org_usage)
+                                protobuf_c_message_free_unpacked(&op->org_usage->base, NULL);
+                        op->org_usage = NULL;
+                        op->org_usage_rev = kv ? kv->mod_revision : 0;
+                        if (kv && sbx_store_unpack(&sbx__v1__org_usage__descriptor, kv->value.data,
+                                                   kv->value.len, &m) >= 0)
+                                op->org_usage = (Sbx__V1__OrgUsage *)m;
+                } else {
+                        if (op->node_usage)
+                                protobuf_c_message_free_unpacked(&op->node_usage->base, NULL);
+                        op->node_usage = NULL;
+                        op->node_usage_rev = kv ? kv->mod_revision : 0;
+                        snprintf(op->seen_node, sizeof(op->seen_node), "%s", op->node);
+                        if (kv && sbx_store_unpack(&sbx__v1__node_usage__descriptor, kv->value.data,
+                                                   kv->value.len, &m) >= 0)
+                                op->node_usage = (Sbx__V1__NodeUsage *)m;
+                }
+        }
+}
+
+static void reply_running(CreateOp *op, SchedSandbox *sb)
+{
+        Sbx__V1__Sandbox view;
+        _cleanup_free_ char *token = NULL;
+
+        sched_view_sandbox(op->s, sb, &view);
+        if (sched_access_token(op->s, sb, &token) >= 0)
+                view.access_token = token;
+        sbx_histogram_observe(op->s->m.create_wait, SBX_LABELS("running"), since(op->started));
+        sbx_rpc_server_call_reply(op->call, &view.base);
+        op->phase = CREATE_DONE;
+        uv_timer_stop(&op->timer);
+        op_maybe_free(op);
+}
+
+/* Looks at the sandbox in the mirror and answers the call if it is decided. */
+static void create_check(CreateOp *op)
+{
+        SchedSandbox *sb = sched_state_sandbox(op->s->state, op->id);
+        if (op->phase != CREATE_WAITING || !sb || !sb->record)
+                return;
+        Sbx__V1__SandboxState st = sched_sandbox_state(sb);
+        if (st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING) {
+                reply_running(op, sb);
+        } else if (st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ||
+                   st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED ||
+                   st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_LOST) {
+                const char *reason = sb->status && !isempty(sb->status->reason) ? sb->status->reason
+                                     : !isempty(sb->record->stop_reason)        ? sb->record->stop_reason
+                                                                                : "no reason given";
+                sbx_histogram_observe(op->s->m.create_wait, SBX_LABELS("failed"), since(op->started));
+                op_fail(op, SBX_STATUS_UNAVAILABLE, "Sandbox %s on node %s failed to start: %s", op->id,
+                        sb->record->node, reason);
+        }
+}
+
+void sched_create_on_change(Scheduler *s, const char *id)
+{
+        CreateOp *op = sbx_hashmap_get(s->waiters, id);
+        if (op)
+                create_check(op);
+}
+
+static void deadline_finalized(Scheduler *s, int error, void *userdata)
+{
+        /* Nothing to do: the call was answered when the deadline passed. */
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+        CreateOp *op = t->data;
+        char d[SBX_DURATION_MAX];
+
+        if (op->phase != CREATE_WAITING)
+                return;
+        sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+                       "did not start before the create deadline", deadline_finalized, NULL);
+        sbx_histogram_observe(op->s->m.create_wait, SBX_LABELS("deadline"), since(op->started));
+        op_fail(op, SBX_STATUS_DEADLINE_EXCEEDED,
+                "Sandbox %s did not start within %s on node %s; it was marked FAILED and its quota released",
+                op->id, sbx_format_duration(d, sizeof(d), op->s->cfg.create_deadline), op->node);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+        create_attempt(t->data);
+}
+
+static void commit_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
+{
+        CreateOp *op = userdata;
+
+        op->txn_in_flight = false;
+        if (op->phase == CREATE_DONE) {
+                /* Cancelled while committing: if it did commit, nobody will ever learn the id, so stop it.
+                 */
+                if (error >= 0 && r->succeeded)
+                        sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+                                       "create cancelled", deadline_finalized, NULL);
+                op_maybe_free(op);
+                return;
+        }
+        if (error < 0) {
+                op_fail(op, sbx_error_to_status(error), "Could not record sandbox %s in etcd: %s", op->id,
+                        sbx_error_message(error));
+                return;
+        }
+        if (!r->succeeded) {
+                sbx_counter_inc(op->s->m.txn_conflicts, SBX_LABELS("create"));
+                take_fresh_usage(op, r);
+                if (++op->attempts >= COMMIT_ATTEMPTS) {
+                        sbx_counter_inc(op->s->m.txn_retries_exhausted, SBX_LABELS("create"));
+                        op_fail(op, SBX_STATUS_ABORTED,
+                                "Gave up placing sandbox after %u conflicting concurrent creates; retry",
+                                op->attempts);
+                        return;
+                }
+                /* Retry at once on the fresh values; back off a little when contention persists. */
+                if (op->attempts < 3)
+                        create_attempt(op);
+                else
+                        uv_timer_start(&op->timer, on_retry, (uint64_t)(op->attempts * 2), 0);
+                return;
+        }
+
+        sbx_counter_inc(op->s->m.placements, SBX_LABELS(op->spec.region, "placed"));
+        log_info_fields(LOG_FIELDS({ "sandbox", op->id }, { "org", op->org }, { "node", op->node }),
+                        "Sandbox placed (attempt %u)", op->attempts + 1);
+        op->phase = CREATE_WAITING;
+        if (sbx_hashmap_put(op->s->waiters, op->id, op, NULL) < 0) {
+                op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        uv_timer_start(&op->timer, on_deadline, sbx_usec_to_msec_ceil(op->s->cfg.create_deadline), 0);
+        create_check(op);
+}
+
+static int add_put(SbxEtcdTxn *t, const char *key, const ProtobufCMessage *m)
+{
+        _cleanup_free_ uint8_t *v = NULL;
+        size_t n;
+        int r = sbx_store_pack(m, &v, &n);
+        if (r < 0)
+                return r;
+        sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, key, v, n, 0);
+        return 0;
+}
+
+/* Builds the snapshot placement works on: every node of the mirror. */
+static int node_views(Scheduler *s, CreateOp *op, SchedNodeView **ret, SchedNode ***ret_nodes, size_t *ret_n)
+{
+        SbxHashmap *nodes = sched_state_nodes(s->state);
+        size_t n = sbx_hashmap_size(nodes), i = 0, state = 0;
+        SchedNodeView *v = calloc(n ? n : 1, sizeof(*v));
+        SchedNode **ptr = calloc(n ? n : 1, sizeof(*ptr));
+        void *value;
+
+        if (!v || !ptr) {
+                free(v);
+                free(ptr);
+                return -ENOMEM;
+        }
+        while (sbx_hashmap_next(nodes, &state, NULL, &value) && i < n) {
+                SchedNode *node = value;
+                SchedNodeView *nv = &v[i];
+                ptr[i] = node;
+                nv->name = node->name;
+                nv->alive = sched_node_alive(node);
+                if (nv->alive) {
+                        nv->region = node->node->region;
+                        if (node->node->capacity) {
+                                nv->memory_mb = node->node->capacity->memory_mb;
+                                nv->vcpus = node->node->capacity->vcpus;
+                                nv->slots = node->node->capacity->slots;
+                        }
+                }
+                nv->cordoned = node->control && (node->control->cordoned || node->control->draining);
+                const Sbx__V1__NodeUsage *u = node->usage;
+                if (op->node_usage_rev > node->usage_rev && streq(op->seen_node, node->name))
+                        u = op->node_usage;
+                if (u && u->allocated) {
+                        nv->used_memory_mb = u->allocated->memory_mb;
+                        nv->used_vcpus = u->allocated->vcpus;
+                        nv->used_slots = u->allocated->slots;
+                }
+                i++;
+        }
+        *ret = v;
+        *ret_nodes = ptr;
+        *ret_n = i;
+        return 0;
+}
+
+static void create_attempt(CreateOp *op)
+{
+        Scheduler *s = op->s;
+        SchedOrg *org = sched_state_org(s->state, op->org);
+        _cleanup_free_ SchedNodeView *views = NULL;
+        _cleanup_free_ SchedNode **nodes = NULL;
+        _cleanup_free_ char *rec_key = NULL, *assign_key = NULL, *org_usage_key = NULL,
+                            *node_usage_key = NULL, *node_key = NULL, *org_key = NULL, *secrets_key = NULL;
+        RecordParts parts = { 0 };
+        SchedPlacementResult res;
+        size_t n = 0;
+        int r;
+
+        if (op->phase != CREATE_COMMITTING)
+                return;
+        if (!org || !org->org) {
+                op_fail(op, SBX_STATUS_FAILED_PRECONDITION, "Organization \"%s\" no longer exists", op->org);
+                return;
+        }
+
+        /* Quota, on the freshest usage known. */
+        const Sbx__V1__OrgUsage *usage = org->usage;
+        int64_t usage_rev = org->usage_rev;
+        if (op->org_usage_rev > usage_rev) {
+                usage = op->org_usage;
+                usage_rev = op->org_usage_rev;
+        }
+        uint32_t running = usage ? usage->sandboxes : 0;
+        if (running >= org->org->max_sandboxes) {
+                sbx_counter_inc(s->m.quota_rejections, NULL);
+                op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,
+                        "Organization \"%s\" is at its quota of %u concurrent sandboxes (%u running); "
+                        "delete one or "
+                        "raise the quota",
+                        op->org, org->org->max_sandboxes, running);
+                return;
+        }
+
+        /* Placement. */
+        if ((r = node_views(s, op, &views, &nodes, &n)) < 0) {
+                op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        SchedPlacementRequest preq = { .region = op->spec.region,
+                                       .memory_mb = op->spec.memory_mb,
+                                       .vcpus = op->spec.vcpus,
+                                       .seed = s->seed++ ^ ((uint64_t)op->created_ms << 16) ^ op->attempts,
+                                       .sample = s->cfg.placement_sample };
+        r = sched_place(views, n, &preq, &res);
+        if (r < 0) {
+                sbx_counter_inc(s->m.placements, SBX_LABELS(op->spec.region, "no_capacity"));
+                op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,
+                        "No capacity in region %s for %u MiB and %u vCPUs: %u nodes, %u full, %u cordoned "
+                        "or draining",
+                        op->spec.region, op->spec.memory_mb, op->spec.vcpus, res.in_region, res.full,
+                        res.cordoned);
+                return;
+        }
+        SchedNode *node = nodes[res.index];
+        const SchedNodeView *nv = &views[res.index];
+        snprintf(op->node, sizeof(op->node), "%s", node->name);
+        int64_t node_usage_rev = node->usage_rev;
+        if (op->node_usage_rev > node_usage_rev && streq(op->seen_node, node->name))
+                node_usage_rev = op->node_usage_rev;
+
+        /* The Txn. */
+        Sbx__V1__Assignment assign = SBX__V1__ASSIGNMENT__INIT;
+        Sbx__V1__OrgUsage ou = SBX__V1__ORG_USAGE__INIT;
+        Sbx__V1__NodeUsage nu = SBX__V1__NODE_USAGE__INIT;
+        Sbx__V1__Resources alloc = SBX__V1__RESOURCES__INIT;
+        SbxEtcdTxn *t = NULL;
+
+        assign.sandbox_id = op->id;
+        assign.assigned_at_ms = sbx_now_ms();
+        ou.sandboxes = running + 1;
+        ou.memory_mb = (usage ? usage->memory_mb : 0) + op->spec.memory_mb;
+        alloc.memory_mb = nv->used_memory_mb + op->spec.memory_mb;
+        alloc.vcpus = nv->used_vcpus + op->spec.vcpus;
+        alloc.slots = nv->used_slots + 1;
+        nu.allocated = &alloc;
+
+        if ((r = build_record(op, node->name, (int64_t)org->org->max_lifetime_ms, &parts)) < 0 ||
+            (r = sbx_key_new(&rec_key, SBX_KEY_SANDBOXES "%s", op->id)) < 0 ||
+            (r = sbx_key_new(&assign_key, SBX_KEY_ASSIGN "%s/%s", node->name, op->id)) < 0 ||
+            (r = sbx_key_new(&org_usage_key, SBX_KEY_USAGE_ORGS "%s", op->org)) < 0 ||
+            (r = sbx_key_new(&node_usage_key, SBX_KEY_USAGE_NODES "%s", node->name)) < 0 ||
+            (r = sbx_key_new(&node_key, SBX_KEY_NODES "%s", node->name)) < 0 ||
+            (r = sbx_key_new(&org_key, SBX_KEY_ORGS "%s", op->org)) < 0 ||
+            (r = sbx_key_new(&secrets_key, SBX_KEY_SECRETS "%s", op->id)) < 0 ||
+            (r = sbx_etcd_txn_new(&t)) < 0)
+                goto fail;
+
+        sbx_etcd_txn_compare_create_revision(t, rec_key, SBX_ETCD_EQUAL, 0);
+        sbx_etcd_txn_compare_mod_revision(t, org_usage_key, SBX_ETCD_EQUAL, usage_rev);
+        sbx_etcd_txn_compare_mod_revision(t, node_usage_key, SBX_ETCD_EQUAL, node_usage_rev);
+        sbx_etcd_txn_compare_mod_revision(t, org_key, SBX_ETCD_EQUAL, org->org_rev);
+        sbx_etcd_txn_compare_version(t, node_key, SBX_ETCD_GREATER, 0);
+        if ((r = add_put(t, rec_key, &parts.rec.base)) < 0 ||
+            (r = add_put(t, assign_key, &assign.base)) < 0 ||
+            (r = add_put(t, org_usage_key, &ou.base)) < 0 || (r = add_put(t, node_usage_key, &nu.base)) < 0)
+                goto fail;
+        if (op->sealed)
+                sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, secrets_key, op->sealed, op->sealed_len, 0);
+        sbx_etcd_txn_get(t, SBX_ETCD_FAILURE, org_usage_key, false);
+        sbx_etcd_txn_get(t, SBX_ETCD_FAILURE, node_usage_key, false);
+        r = sbx_etcd_txn_commit(s->etcd, t, commit_done, op);
+        t = NULL;
+        if (r < 0)
+                goto fail;
+        op->txn_in_flight = true;
+        record_parts_done(&parts);
+        return;
+fail:
+        sbx_etcd_txn_free(t);
+        record_parts_done(&parts);
+        op_fail(op, sbx_error_to_status(r), "Could not commit sandbox: %s", sbx_error_message(r));
+}
+
+/* ---- the handler ---- */
+
+static void create_done(SbxRpcServerCall *call, bool cancelled, void *userdata)
+{
+        CreateOp *op = sbx_rpc_server_call_get_userdata(call);
+        if (!op)
+                return;
+        if (op->phase == CREATE_WAITING && cancelled) {
+                /* The caller gave up after the commit but before learning the id: nobody can use or
+                 * delete this sandbox, so stop it now rather than let it hold quota for its lifetime. */
+                sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+                               "create cancelled", deadline_finalized, NULL);
+        }
+        op->cancelled = cancelled;
+        op->phase = CREATE_DONE;
+        uv_timer_stop(&op->timer);
+        op_maybe_free(op);
+}
+
+static void create_start(SbxRpcServerCall *call, const ProtobufCMessage *request, void *userdata)
+{
+        Scheduler *s = userdata;
+        const Sbx__V1__CreateSandboxRequest *req = (const Sbx__V1__CreateSandboxRequest *)request;
+        _cleanup_free_ char *message = NULL, *known = NULL;
+        SchedCaller caller;
+        CreateOp *op;
+        int r;
+
+        if (sched_auth(s, call, false, &caller) < 0)
+                return;
+        SchedOrg *org = sched_state_org(s->state, caller.org);
+        if (!org || !org->org) {
+                sbx_rpc_server_call_fail(call, SBX_STATUS_FAILED_PRECONDITION,
+                                         "Organization \"%s\" of this token does not exist", caller.org);
+                return;
+        }
+
+        known = sched_known_regions(s);
+        SchedLimits lim = {
+                .default_memory_mb = s->cfg.default_memory_mb,
+                .default_vcpus = s->cfg.default_vcpus,
+                .default_region = s->cfg.default_region,
+                .org_max_memory_mb = org->org->max_memory_mb,
+                .org_max_lifetime_ms = org->org->max_lifetime_ms,
+                .org_allowed_regions = org->org->allowed_regions,
+                .n_org_allowed_regions = org->org->n_allowed_regions,
+                .region_known = sched_region_known,
+                .known_regions = known,
+                .userdata = s,
+        };
+        op = calloc(1, sizeof(CreateOp));
+        if (!op) {
+                sbx_rpc_server_call_fail(call, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        r = sched_validate_create(req, &lim, &op->spec, &message);
+        if (r < 0) {
+                sbx_counter_inc(s->m.placements, SBX_LABELS("invalid", "invalid"));
+                sbx_rpc_server_call_fail(call, sbx_error_to_status(r), "%s",
+                                         message ? message : "invalid request");
+                free(op);
+                return;
+        }
+        op->s = s;
+        op->call = sbx_rpc_server_call_ref(call);
+        op->req = req;
+        op->created_ms = sbx_now_ms();
+        op->started = sbx_now_monotonic();
+        snprintf(op->org, sizeof(op->org), "%s", caller.org);
+        uv_timer_init(s->loop, &op->timer);
+        op->timer.data = op;
+        sbx_rpc_server_call_set_userdata(call, op);
+        if ((r = sbx_sandbox_id_new(op->spec.region, op->id, sizeof(op->id))) < 0 ||
+            (r = seal_secrets(op)) < 0) {
+                op_fail(op, SBX_STATUS_INTERNAL, "Could not prepare the sandbox: %s", sbx_error_message(r));
+                return;
+        }
+        create_attempt(op);
+}
+
+int sched_create_register(Scheduler *s, SbxRpcServer *server, const SbxRpcMethod *m)
+{
+        SbxRpcHandler h = { .method = m, .on_start = create_start, .on_done = create_done, .userdata = s };
+        return sbx_rpc_server_add_handler(server, &h);
+}

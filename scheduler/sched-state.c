@@ -1,0 +1,505 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "scheduler/sched-state.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log/log.h"
+#include "common/store/store.h"
+
+typedef struct Listener {
+        SchedStateListener fn;
+        void *userdata;
+} Listener;
+
+struct SchedState {
+        SbxEtcd *etcd;
+        SbxHashmap *nodes, *orgs, *sandboxes, *tokens;
+        int64_t revision;
+        bool ready;
+        bool reading;
+        SbxEtcdWatch *watch;
+        Listener *listeners;
+        size_t n_listeners;
+        void (*ready_cb)(SchedState *s, void *userdata);
+        void *ready_userdata;
+        bool freed;
+};
+
+/* ---- entries ---- */
+
+#define FREE_MSG(m)                                                         \
+        do {                                                                \
+                if (m)                                                      \
+                        protobuf_c_message_free_unpacked(&(m)->base, NULL); \
+                (m) = NULL;                                                 \
+        } while (0)
+
+static void node_free(void *p)
+{
+        SchedNode *n = p;
+        FREE_MSG(n->node);
+        FREE_MSG(n->control);
+        FREE_MSG(n->usage);
+        free(n->name);
+        free(n);
+}
+
+static void org_free(void *p)
+{
+        SchedOrg *o = p;
+        FREE_MSG(o->org);
+        FREE_MSG(o->usage);
+        free(o->name);
+        free(o);
+}
+
+static void sandbox_free(void *p)
+{
+        SchedSandbox *sb = p;
+        FREE_MSG(sb->record);
+        FREE_MSG(sb->status);
+        free(sb->id);
+        free(sb);
+}
+
+static void token_free(void *p)
+{
+        Sbx__V1__TokenRecord *t = p;
+        protobuf_c_message_free_unpacked(&t->base, NULL);
+}
+
+static void *entry_get(SbxHashmap *map, const char *name, size_t size, size_t name_off)
+{
+        void *e = sbx_hashmap_get(map, name);
+        if (e)
+                return e;
+        e = calloc(1, size);
+        if (!e)
+                return NULL;
+        char *copy = strdup(name);
+        if (!copy || sbx_hashmap_put(map, name, e, NULL) < 0) {
+                free(copy);
+                free(e);
+                return NULL;
+        }
+        *(char **)((char *)e + name_off) = copy;
+        return e;
+}
+
+static SchedNode *node_get(SchedState *s, const char *name)
+{
+        return entry_get(s->nodes, name, sizeof(SchedNode), offsetof(SchedNode, name));
+}
+
+static SchedOrg *org_get(SchedState *s, const char *name)
+{
+        return entry_get(s->orgs, name, sizeof(SchedOrg), offsetof(SchedOrg, name));
+}
+
+static SchedSandbox *sandbox_get(SchedState *s, const char *id)
+{
+        return entry_get(s->sandboxes, id, sizeof(SchedSandbox), offsetof(SchedSandbox, id));
+}
+
+static void node_maybe_drop(SchedState *s, SchedNode *n)
+{
+        if (!n->node && !n->control && !n->usage && n->active == 0)
+                node_free(sbx_hashmap_remove(s->nodes, n->name));
+}
+
+static void org_maybe_drop(SchedState *s, SchedOrg *o)
+{
+        if (!o->org && !o->usage)
+                org_free(sbx_hashmap_remove(s->orgs, o->name));
+}
+
+bool sched_node_alive(const SchedNode *n)
+{
+        return n && n->node != NULL;
+}
+
+bool sched_sandbox_ended(const SchedSandbox *sb)
+{
+        return sb->record && sb->record->final_state != SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED;
+}
+
+Sbx__V1__SandboxState sched_sandbox_state(const SchedSandbox *sb)
+{
+        if (sched_sandbox_ended(sb))
+                return sb->record->final_state;
+        if (sb->status) {
+                Sbx__V1__SandboxState st = sb->status->state;
+                if (sb->record && sb->record->desired == SBX__V1__DESIRED_STATE__DESIRED_STATE_STOPPED &&
+                    (st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING ||
+                     st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STARTING ||
+                     st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_PENDING))
+                        return SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
+                return st;
+        }
+        return SBX__V1__SANDBOX_STATE__SANDBOX_STATE_PENDING;
+}
+
+/* Keeps SchedNode.active in step with records: a record counts on its node until it ends. */
+static void count_active(SchedState *s, const Sbx__V1__SandboxRecord *r, int delta)
+{
+        if (!r || !r->node || !*r->node ||
+            r->final_state != SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED)
+                return;
+        SchedNode *n = node_get(s, r->node);
+        if (!n)
+                return;
+        if (delta < 0 && n->active > 0)
+                n->active--;
+        else if (delta > 0)
+                n->active++;
+        if (delta < 0)
+                node_maybe_drop(s, n);
+}
+
+static bool still_listening(SchedState *s, const Listener *l)
+{
+        for (size_t i = 0; i < s->n_listeners; i++)
+                if (s->listeners[i].fn == l->fn && s->listeners[i].userdata == l->userdata)
+                        return true;
+        return false;
+}
+
+static void notify(SchedState *s, SchedChange what, const char *name)
+{
+        /* Listeners may come and go while being told: walk a copy, and skip those that left. */
+        size_t n = s->n_listeners;
+        Listener *copy = n ? malloc(n * sizeof(Listener)) : NULL;
+        if (n && !copy)
+                return;
+        memcpy(copy, s->listeners, n * sizeof(Listener));
+        for (size_t i = 0; i < n; i++)
+                if (still_listening(s, &copy[i]))
+                        copy[i].fn(s, what, name, copy[i].userdata);
+        free(copy);
+}
+
+/* Decodes value into *slot (replacing what was there); a NULL value clears it. */
+static bool replace(ProtobufCMessage **slot, const ProtobufCMessageDescriptor *d, const void *v, size_t n,
+                    const char *key)
+{
+        ProtobufCMessage *m = NULL;
+
+        if (v && sbx_store_unpack(d, v, n, &m) < 0) {
+                log_debug("Ignoring undecodable %s at %s", d->short_name, key);
+                return false;
+        }
+        if (*slot)
+                protobuf_c_message_free_unpacked(*slot, NULL);
+        *slot = m;
+        return true;
+}
+
+void sched_state_apply(SchedState *s, const void *key, size_t key_len, const void *value, size_t value_len,
+                       int64_t mod_revision)
+{
+        char a[SBX_KEY_NAME_MAX + 1], b[SBX_KEY_NAME_MAX + 1];
+        SbxKeyKind kind = sbx_key_parse(key, key_len, a, b);
+        SchedNode *n;
+        SchedOrg *o;
+        SchedSandbox *sb = NULL;
+        char keystr[256];
+
+        snprintf(keystr, sizeof(keystr), "%.*s", (int)SBX_MIN(key_len, 200), (const char *)key);
+        switch (kind) {
+        case SBX_KEY_KIND_NODE:
+                if (!(n = node_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&n->node, &sbx__v1__node__descriptor, value, value_len,
+                            keystr)) {
+                        notify(s, SCHED_CHANGE_NODE, a);
+                        node_maybe_drop(s, n);
+                }
+                return;
+        case SBX_KEY_KIND_NODECTL:
+                if (!(n = node_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&n->control, &sbx__v1__node_control__descriptor, value,
+                            value_len, keystr)) {
+                        notify(s, SCHED_CHANGE_NODE, a);
+                        node_maybe_drop(s, n);
+                }
+                return;
+        case SBX_KEY_KIND_USAGE_NODE:
+                if (!(n = node_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&n->usage, &sbx__v1__node_usage__descriptor, value,
+                            value_len, keystr)) {
+                        n->usage_rev = value ? mod_revision : 0;
+                        notify(s, SCHED_CHANGE_NODE, a);
+                        node_maybe_drop(s, n);
+                }
+                return;
+        case SBX_KEY_KIND_ORG:
+                if (!(o = org_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&o->org, &sbx__v1__org__descriptor, value, value_len,
+                            keystr)) {
+                        o->org_rev = value ? mod_revision : 0;
+                        notify(s, SCHED_CHANGE_ORG, a);
+                        org_maybe_drop(s, o);
+                }
+                return;
+        case SBX_KEY_KIND_USAGE_ORG:
+                if (!(o = org_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&o->usage, &sbx__v1__org_usage__descriptor, value,
+                            value_len, keystr)) {
+                        o->usage_rev = value ? mod_revision : 0;
+                        notify(s, SCHED_CHANGE_ORG, a);
+                        org_maybe_drop(s, o);
+                }
+                return;
+        case SBX_KEY_KIND_TOKEN: {
+                ProtobufCMessage *t = NULL;
+                if (value && sbx_store_unpack(&sbx__v1__token_record__descriptor, value, value_len, &t) < 0)
+                        return;
+                void *old = NULL;
+                if (t)
+                        sbx_hashmap_put(s->tokens, a, t, &old);
+                else
+                        old = sbx_hashmap_remove(s->tokens, a);
+                if (old)
+                        token_free(old);
+                notify(s, SCHED_CHANGE_TOKEN, a);
+                return;
+        }
+        case SBX_KEY_KIND_SANDBOX:
+                if (!(sb = sandbox_get(s, a)))
+                        return;
+                count_active(s, sb->record, -1);
+                if (replace((ProtobufCMessage **)&sb->record, &sbx__v1__sandbox_record__descriptor, value,
+                            value_len, keystr))
+                        sb->record_rev = value ? mod_revision : 0;
+                count_active(s, sb->record, +1);
+                notify(s, SCHED_CHANGE_SANDBOX, a);
+                break;
+        case SBX_KEY_KIND_STATUS:
+                if (!(sb = sandbox_get(s, a)))
+                        return;
+                if (replace((ProtobufCMessage **)&sb->status, &sbx__v1__sandbox_status__descriptor, value,
+                            value_len, keystr))
+                        sb->status_rev = value ? mod_revision : 0;
+                notify(s, SCHED_CHANGE_SANDBOX, a);
+                break;
+        default:
+                /* Assignments mirror records; secrets and the leader key are not ours to read. */
+                return;
+        }
+        /* A sandbox without record and status is gone. */
+        if (sb && !sb->record && !sb->status)
+                sandbox_free(sbx_hashmap_remove(s->sandboxes, a));
+}
+
+/* ---- sync ---- */
+
+static void start_read(SchedState *s);
+
+static void on_events(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
+{
+        SchedState *s = userdata;
+
+        for (size_t i = 0; i < r->n_events; i++) {
+                const Etcdserverpb__Event *ev = r->events[i];
+                if (!ev->kv)
+                        continue;
+                bool del = ev->type == ETCDSERVERPB__EVENT__EVENT_TYPE__DELETE;
+                sched_state_apply(s, ev->kv->key.data, ev->kv->key.len, del ? NULL : ev->kv->value.data,
+                                  del ? 0 : ev->kv->value.len, ev->kv->mod_revision);
+                if (ev->kv->mod_revision > s->revision)
+                        s->revision = ev->kv->mod_revision;
+        }
+}
+
+static void on_resync(SbxEtcdWatch *w, int64_t compact_revision, void *userdata)
+{
+        SchedState *s = userdata;
+        log_debug("State watch fell behind compaction at %lld; re-reading", (long long)compact_revision);
+        start_read(s);
+}
+
+static void clear(SchedState *s)
+{
+        sbx_hashmap_free(s->nodes, node_free);
+        sbx_hashmap_free(s->orgs, org_free);
+        sbx_hashmap_free(s->sandboxes, sandbox_free);
+        sbx_hashmap_free(s->tokens, token_free);
+        s->nodes = s->orgs = s->sandboxes = s->tokens = NULL;
+}
+
+static int alloc_maps(SchedState *s)
+{
+        int r;
+        if ((r = sbx_hashmap_new(&s->nodes)) < 0 || (r = sbx_hashmap_new(&s->orgs)) < 0 ||
+            (r = sbx_hashmap_new(&s->sandboxes)) < 0 || (r = sbx_hashmap_new(&s->tokens)) < 0)
+                return r;
+        return 0;
+}
+
+static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *userdata)
+{
+        SchedState *s = userdata;
+        static const SbxEtcdWatchCallbacks cbs = { .on_events = on_events, .on_resync = on_resync };
+
+        s->reading = false;
+        if (s->freed) {
+                free(s);
+                return;
+        }
+        if (error < 0) {
+                /* etcd is not reachable yet: try again; the daemon is not ready meanwhile. */
+                log_debug("Reading cluster state failed: %s; retrying", sbx_error_message(error));
+                start_read(s);
+                return;
+        }
+        clear(s);
+        if (alloc_maps(s) < 0) {
+                start_read(s);
+                return;
+        }
+        for (size_t i = 0; i < r->n_kvs; i++)
+                sched_state_apply(s, r->kvs[i]->key.data, r->kvs[i]->key.len, r->kvs[i]->value.data,
+                                  r->kvs[i]->value.len, r->kvs[i]->mod_revision);
+        s->revision = r->header ? r->header->revision : 0;
+
+        if (s->watch)
+                sbx_etcd_watch_restart(s->watch, s->revision + 1);
+        else if (sbx_etcd_watch(s->etcd, SBX_KEY_ROOT, true, s->revision + 1, false, &cbs, s, &s->watch) < 0)
+                s->watch = NULL;
+        notify(s, SCHED_CHANGE_RESYNC, NULL);
+        if (!s->ready) {
+                s->ready = true;
+                if (s->ready_cb)
+                        s->ready_cb(s, s->ready_userdata);
+        }
+}
+
+static void start_read(SchedState *s)
+{
+        SbxEtcdRangeOptions o = { .prefix = true };
+        if (s->reading)
+                return;
+        if (sbx_etcd_range(s->etcd, SBX_KEY_ROOT, &o, read_done, s) >= 0)
+                s->reading = true;
+}
+
+int sched_state_new(SbxEtcd *etcd, SchedState **ret)
+{
+        SchedState *s = calloc(1, sizeof(SchedState));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->etcd = etcd;
+        r = alloc_maps(s);
+        if (r < 0) {
+                clear(s);
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+int sched_state_start(SchedState *s, void (*ready)(SchedState *s, void *userdata), void *userdata)
+{
+        s->ready_cb = ready;
+        s->ready_userdata = userdata;
+        start_read(s);
+        return s->reading ? 0 : -ENOMEM;
+}
+
+SchedState *sched_state_free(SchedState *s)
+{
+        if (!s)
+                return NULL;
+        sbx_etcd_watch_free(s->watch);
+        clear(s);
+        free(s->listeners);
+        s->listeners = NULL;
+        s->n_listeners = 0;
+        if (s->reading) {
+                /* The read's callback frees us. */
+                s->freed = true;
+                return NULL;
+        }
+        free(s);
+        return NULL;
+}
+
+bool sched_state_ready(const SchedState *s)
+{
+        return s->ready;
+}
+
+int64_t sched_state_revision(const SchedState *s)
+{
+        return s->revision;
+}
+
+int sched_state_listen(SchedState *s, SchedStateListener fn, void *userdata)
+{
+        Listener *l = realloc(s->listeners, (s->n_listeners + 1) * sizeof(Listener));
+        if (!l)
+                return -ENOMEM;
+        s->listeners = l;
+        s->listeners[s->n_listeners++] = (Listener){ fn, userdata };
+        return 0;
+}
+
+void sched_state_unlisten(SchedState *s, SchedStateListener fn, void *userdata)
+{
+        for (size_t i = 0; i < s->n_listeners; i++)
+                if (s->listeners[i].fn == fn && s->listeners[i].userdata == userdata) {
+                        memmove(&s->listeners[i], &s->listeners[i + 1],
+                                (s->n_listeners - i - 1) * sizeof(Listener));
+                        s->n_listeners--;
+                        return;
+                }
+}
+
+SchedNode *sched_state_node(SchedState *s, const char *name)
+{
+        return sbx_hashmap_get(s->nodes, name);
+}
+
+SchedOrg *sched_state_org(SchedState *s, const char *name)
+{
+        return sbx_hashmap_get(s->orgs, name);
+}
+
+SchedSandbox *sched_state_sandbox(SchedState *s, const char *id)
+{
+        return sbx_hashmap_get(s->sandboxes, id);
+}
+
+const Sbx__V1__TokenRecord *sched_state_token(SchedState *s, const char *hash)
+{
+        return sbx_hashmap_get(s->tokens, hash);
+}
+
+SbxHashmap *sched_state_nodes(SchedState *s)
+{
+        return s->nodes;
+}
+
+SbxHashmap *sched_state_orgs(SchedState *s)
+{
+        return s->orgs;
+}
+
+SbxHashmap *sched_state_sandboxes(SchedState *s)
+{
+        return s->sandboxes;
+}
+
+SbxHashmap *sched_state_tokens(SchedState *s)
+{
+        return s->tokens;
+}

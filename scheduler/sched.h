@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The scheduler's shared context and the functions its files offer each other. */
+
+#include <uv.h>
+
+#include "common/crypto/crypto.h"
+#include "common/etcd/etcd.h"
+#include "common/metrics/metrics-http.h"
+#include "common/metrics/metrics.h"
+#include "common/rpc/rpc.h"
+#include "proto/sbx/v1/sandboxes.pb-c.h"
+#include "scheduler/sched-config.h"
+#include "scheduler/sched-state.h"
+
+typedef struct SchedMetrics {
+        SbxCounter *placements; /* region, result */
+        SbxCounter *quota_rejections;
+        SbxCounter *txn_conflicts;         /* op */
+        SbxCounter *txn_retries_exhausted; /* op */
+        SbxCounter *reconcile_actions;     /* action */
+        SbxCounter *leader_changes;
+        SbxGauge *leader;
+        SbxGauge *sandboxes;        /* state, region */
+        SbxGauge *nodes;            /* region, state */
+        SbxGauge *capacity_memory;  /* region */
+        SbxGauge *allocated_memory; /* region */
+        SbxGauge *capacity_slots;   /* region */
+        SbxGauge *allocated_slots;  /* region */
+        SbxHistogram *create_wait;  /* result */
+} SchedMetrics;
+
+typedef struct SchedReconciler SchedReconciler;
+
+typedef struct Scheduler {
+        SchedConfig cfg;
+        uv_loop_t *loop;
+        SbxRpc *rpc;
+        SbxEtcd *etcd;
+        SchedState *state;
+        SbxMetrics *metrics;
+        SchedMetrics m;
+        SbxMetricsServer *metrics_server;
+        SbxRpcServer *server;
+        SbxClusterKey key;
+        char *identity;
+        SbxEtcdLease *lease;
+        SbxEtcdElection *election;
+        uv_timer_t leader_retry;
+        bool leader_retry_init;
+        SchedReconciler *reconciler;
+        /* Create calls waiting for their sandbox to run: id → list (sched-create.c). */
+        SbxHashmap *waiters;
+        uint64_t seed;
+        /* Record updates and finalizations not finished yet (shutdown waits for them). */
+        unsigned inflight;
+        bool stopping;
+} Scheduler;
+
+/* ---- auth (sched-auth.c) ---- */
+
+typedef struct SchedCaller {
+        /* Organization of a user token; empty for admin tokens. */
+        char org[64];
+        bool admin;
+} SchedCaller;
+
+/* Authenticates the call's bearer token. On failure the call has been answered (UNAUTHENTICATED
+ * or PERMISSION_DENIED) and a negative error is returned. */
+int sched_auth(Scheduler *s, SbxRpcServerCall *call, bool need_admin, SchedCaller *ret);
+/* The hash under which a token is stored: hex SHA-256. */
+void sched_token_hash(const char *token, char out[65]);
+/* Registers the bootstrap admin token from cfg.admin_token_file (creating the file if missing). */
+int sched_auth_bootstrap(Scheduler *s, void (*done)(Scheduler *s, int error), void *unused);
+
+/* ---- records and usage (sched-commit.c) ---- */
+
+/* Changes a record with a Txn guarded by its mod revision. `mutate` edits a private copy and
+ * returns false when no write is needed. Conflicts are retried a few times against the mirror.
+ * `done` (optional) gets 0, -ENOENT, or the last error. */
+typedef bool (*SchedRecordMutate)(Sbx__V1__SandboxRecord *rec, void *userdata);
+int sched_record_update(Scheduler *s, const char *id, SchedRecordMutate mutate, void *userdata,
+                        void (*done)(Scheduler *s, int error, void *userdata), void *done_userdata);
+
+/* Ends a sandbox: records its final state and end time, deletes its assignment, and — exactly once,
+ * guarded by quota_held — gives back its org and node usage, all in one Txn. */
+int sched_finalize(Scheduler *s, const char *id, Sbx__V1__SandboxState final, const char *reason,
+                   void (*done)(Scheduler *s, int error, void *userdata), void *userdata);
+
+/* Sandbox GC after the retention period: record, status, secrets and assignment. */
+int sched_forget(Scheduler *s, const char *id);
+
+/* ---- the API view (sched-view.c) ---- */
+
+/* Fills `out` from the mirror; strings borrow from the mirror (valid until the loop runs again). */
+void sched_view_sandbox(Scheduler *s, const SchedSandbox *sb, Sbx__V1__Sandbox *out);
+/* Mints the data-plane access token of a sandbox (malloc'ed). */
+int sched_access_token(Scheduler *s, const SchedSandbox *sb, char **ret);
+/* Comma-separated regions with a live node ("ams, ord"); malloc'ed. */
+char *sched_known_regions(Scheduler *s);
+bool sched_region_known(const char *region, void *userdata);
+
+/* ---- handlers ---- */
+
+int sched_api_sandboxes_register(Scheduler *s, SbxRpcServer *server);
+int sched_api_admin_register(Scheduler *s, SbxRpcServer *server);
+/* Create (sched-create.c), and its waiting side: wakes waiters when the mirror changes. */
+int sched_create_register(Scheduler *s, SbxRpcServer *server, const SbxRpcMethod *m);
+void sched_create_on_change(Scheduler *s, const char *id);
+
+/* ---- attachments (sched-attach.c) ---- */
+
+int sched_attach_start(Scheduler *s, SbxRpcServerCall *call, const SchedCaller *caller, const char *id);
+void sched_attach_done(SbxRpcServerCall *call, bool cancelled, void *userdata);
+
+/* ---- reconciler and leadership (sched-reconcile.c) ---- */
+
+int sched_reconciler_new(Scheduler *s, SchedReconciler **ret);
+SchedReconciler *sched_reconciler_free(SchedReconciler *r);
+void sched_reconciler_set_leader(SchedReconciler *r, bool leader);
+/* Asks for a pass soon (coalesced). */
+void sched_reconciler_kick(SchedReconciler *r);
+
+/* Campaigns for leadership (sched-leader.c); stop resigns, free releases the lease. */
+void sched_leader_start(Scheduler *s);
+void sched_leader_stop(Scheduler *s);
+void sched_leader_free(Scheduler *s);
+
+/* ---- metrics (sched-metrics.c) ---- */
+
+int sched_metrics_register(Scheduler *s);
