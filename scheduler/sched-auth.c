@@ -78,6 +78,9 @@ static void bootstrap_done(int error, const Etcdserverpb__TxnResponse *r, void *
         Bootstrap *b = userdata;
         if (error >= 0 && r->succeeded)
                 log_info("Registered the bootstrap admin token from %s", b->s->cfg.admin_token_file);
+        else if (error >= 0)
+                log_debug("The cluster was bootstrapped before; %s is not registered again",
+                          b->s->cfg.admin_token_file);
         b->done(b->s, error);
         free(b);
 }
@@ -139,9 +142,11 @@ int sched_auth_bootstrap(Scheduler *s, void (*done)(Scheduler *s, int error), vo
         if ((r = sbx_key_new(&key, SBX_KEY_TOKENS "%s", hash)) < 0 ||
             (r = sbx_store_pack(&rec.base, &value, &n)) < 0 || (r = sbx_etcd_txn_new(&t)) < 0)
                 return r;
-        /* Only if absent: a restart must not reset the record. */
-        sbx_etcd_txn_compare_create_revision(t, key, SBX_ETCD_EQUAL, 0);
+        /* Only at the cluster's first start: a restart must not bring back a token an operator revoked.
+         * The marker key records that bootstrapping happened. */
+        sbx_etcd_txn_compare_create_revision(t, SBX_KEY_BOOTSTRAP, SBX_ETCD_EQUAL, 0);
         sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, key, value, n, 0);
+        sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, SBX_KEY_BOOTSTRAP, "1", 1, 0);
         Bootstrap *b = calloc(1, sizeof(Bootstrap));
         if (!b) {
                 sbx_etcd_txn_free(t);

@@ -196,8 +196,14 @@ static void finalize_txn_done(int error, const Etcdserverpb__TxnResponse *r, voi
                 sbx_counter_inc(f->s->m.txn_retries_exhausted, SBX_LABELS("finalize"));
                 error = -SBX_E_ABORTED;
         }
-        if (error >= 0)
+        if (error >= 0) {
                 sbx_counter_inc(f->s->m.reconcile_actions, SBX_LABELS("finalize"));
+                const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+                        &sbx__v1__sandbox_state__descriptor, (int)f->final);
+                log_info_fields(LOG_FIELDS({ "sandbox", f->id }), "Sandbox ended: %s (%s)",
+                                v ? v->name + strlen("SANDBOX_STATE_") : "?",
+                                f->reason ? f->reason : "no reason given");
+        }
         finalize_finish(f, error);
 }
 

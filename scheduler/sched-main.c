@@ -186,6 +186,14 @@ static int setup(Scheduler *s)
                 return log_error_errno(r, "Failed to set up the API server: %m");
         if (!!s->cfg.tls_cert != !!s->cfg.tls_key)
                 return log_error_errno(-EINVAL, "tls-cert and tls-key go together");
+        if (s->cfg.tls_client_ca && !s->cfg.tls_cert)
+                return log_error_errno(-EINVAL,
+                                       "tls-client-ca needs tls-cert and tls-key: mTLS is TLS first");
+        if (!!s->cfg.etcd_cert != !!s->cfg.etcd_key)
+                return log_error_errno(-EINVAL, "etcd-cert and etcd-key go together");
+        if (s->cfg.etcd_cert && !s->cfg.etcd_ca)
+                return log_error_errno(
+                        -EINVAL, "etcd-cert needs etcd-ca: client certificates are only sent over TLS");
         r = sbx_rpc_server_listen(s->server, s->cfg.listen, s->cfg.tls_cert ? &api_tls : NULL, &port);
         if (r < 0)
                 return log_error_errno(r, "Failed to listen on %s: %m", s->cfg.listen);

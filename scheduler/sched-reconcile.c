@@ -67,12 +67,6 @@ static void finalize(SchedReconciler *r, SchedSandbox *sb, Sbx__V1__SandboxState
         Action *a = action_new(r, sb->id, "finalize");
         if (!a)
                 return;
-        log_info_fields(LOG_FIELDS({ "sandbox", sb->id }, { "node", sb->record->node }),
-                        "Sandbox ended: %s (%s)",
-                        st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_LOST     ? "LOST"
-                        : st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ? "FAILED"
-                                                                             : "STOPPED",
-                        reason ? reason : "no reason given");
         if (st == SBX__V1__SANDBOX_STATE__SANDBOX_STATE_LOST)
                 sbx_counter_inc(r->s->m.reconcile_actions, SBX_LABELS("lost"));
         if (sched_finalize(r->s, sb->id, st, reason, action_done, a) < 0)

@@ -180,13 +180,13 @@ static void notify(SchedState *s, SchedChange what, const char *name)
         free(copy);
 }
 
-/* Decodes value into *slot (replacing what was there); a NULL value clears it. */
-static bool replace(ProtobufCMessage **slot, const ProtobufCMessageDescriptor *d, const void *v, size_t n,
-                    const char *key)
+/* Decodes value into *slot (replacing what was there); a deletion clears it. */
+static bool replace(ProtobufCMessage **slot, const ProtobufCMessageDescriptor *d, bool deleted,
+                    const void *v, size_t n, const char *key)
 {
         ProtobufCMessage *m = NULL;
 
-        if (v && sbx_store_unpack(d, v, n, &m) < 0) {
+        if (!deleted && sbx_store_unpack(d, n ? v : "", n, &m) < 0) {
                 log_debug("Ignoring undecodable %s at %s", d->short_name, key);
                 return false;
         }
@@ -196,8 +196,8 @@ static bool replace(ProtobufCMessage **slot, const ProtobufCMessageDescriptor *d
         return true;
 }
 
-void sched_state_apply(SchedState *s, const void *key, size_t key_len, const void *value, size_t value_len,
-                       int64_t mod_revision)
+void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool deleted, const void *value,
+                       size_t value_len, int64_t mod_revision)
 {
         char a[SBX_KEY_NAME_MAX + 1], b[SBX_KEY_NAME_MAX + 1];
         SbxKeyKind kind = sbx_key_parse(key, key_len, a, b);
@@ -211,8 +211,8 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
         case SBX_KEY_KIND_NODE:
                 if (!(n = node_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&n->node, &sbx__v1__node__descriptor, value, value_len,
-                            keystr)) {
+                if (replace((ProtobufCMessage **)&n->node, &sbx__v1__node__descriptor, deleted, value,
+                            value_len, keystr)) {
                         notify(s, SCHED_CHANGE_NODE, a);
                         node_maybe_drop(s, n);
                 }
@@ -220,8 +220,8 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
         case SBX_KEY_KIND_NODECTL:
                 if (!(n = node_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&n->control, &sbx__v1__node_control__descriptor, value,
-                            value_len, keystr)) {
+                if (replace((ProtobufCMessage **)&n->control, &sbx__v1__node_control__descriptor, deleted,
+                            value, value_len, keystr)) {
                         notify(s, SCHED_CHANGE_NODE, a);
                         node_maybe_drop(s, n);
                 }
@@ -229,9 +229,9 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
         case SBX_KEY_KIND_USAGE_NODE:
                 if (!(n = node_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&n->usage, &sbx__v1__node_usage__descriptor, value,
+                if (replace((ProtobufCMessage **)&n->usage, &sbx__v1__node_usage__descriptor, deleted, value,
                             value_len, keystr)) {
-                        n->usage_rev = value ? mod_revision : 0;
+                        n->usage_rev = !deleted ? mod_revision : 0;
                         notify(s, SCHED_CHANGE_NODE, a);
                         node_maybe_drop(s, n);
                 }
@@ -239,9 +239,9 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
         case SBX_KEY_KIND_ORG:
                 if (!(o = org_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&o->org, &sbx__v1__org__descriptor, value, value_len,
-                            keystr)) {
-                        o->org_rev = value ? mod_revision : 0;
+                if (replace((ProtobufCMessage **)&o->org, &sbx__v1__org__descriptor, deleted, value,
+                            value_len, keystr)) {
+                        o->org_rev = !deleted ? mod_revision : 0;
                         notify(s, SCHED_CHANGE_ORG, a);
                         org_maybe_drop(s, o);
                 }
@@ -249,16 +249,17 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
         case SBX_KEY_KIND_USAGE_ORG:
                 if (!(o = org_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&o->usage, &sbx__v1__org_usage__descriptor, value,
+                if (replace((ProtobufCMessage **)&o->usage, &sbx__v1__org_usage__descriptor, deleted, value,
                             value_len, keystr)) {
-                        o->usage_rev = value ? mod_revision : 0;
+                        o->usage_rev = !deleted ? mod_revision : 0;
                         notify(s, SCHED_CHANGE_ORG, a);
                         org_maybe_drop(s, o);
                 }
                 return;
         case SBX_KEY_KIND_TOKEN: {
                 ProtobufCMessage *t = NULL;
-                if (value && sbx_store_unpack(&sbx__v1__token_record__descriptor, value, value_len, &t) < 0)
+                if (!deleted && sbx_store_unpack(&sbx__v1__token_record__descriptor, value_len ? value : "",
+                                                 value_len, &t) < 0)
                         return;
                 void *old = NULL;
                 if (t)
@@ -274,18 +275,18 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, const voi
                 if (!(sb = sandbox_get(s, a)))
                         return;
                 count_active(s, sb->record, -1);
-                if (replace((ProtobufCMessage **)&sb->record, &sbx__v1__sandbox_record__descriptor, value,
-                            value_len, keystr))
-                        sb->record_rev = value ? mod_revision : 0;
+                if (replace((ProtobufCMessage **)&sb->record, &sbx__v1__sandbox_record__descriptor, deleted,
+                            value, value_len, keystr))
+                        sb->record_rev = !deleted ? mod_revision : 0;
                 count_active(s, sb->record, +1);
                 notify(s, SCHED_CHANGE_SANDBOX, a);
                 break;
         case SBX_KEY_KIND_STATUS:
                 if (!(sb = sandbox_get(s, a)))
                         return;
-                if (replace((ProtobufCMessage **)&sb->status, &sbx__v1__sandbox_status__descriptor, value,
-                            value_len, keystr))
-                        sb->status_rev = value ? mod_revision : 0;
+                if (replace((ProtobufCMessage **)&sb->status, &sbx__v1__sandbox_status__descriptor, deleted,
+                            value, value_len, keystr))
+                        sb->status_rev = !deleted ? mod_revision : 0;
                 notify(s, SCHED_CHANGE_SANDBOX, a);
                 break;
         default:
@@ -310,7 +311,7 @@ static void on_events(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, voi
                 if (!ev->kv)
                         continue;
                 bool del = ev->type == ETCDSERVERPB__EVENT__EVENT_TYPE__DELETE;
-                sched_state_apply(s, ev->kv->key.data, ev->kv->key.len, del ? NULL : ev->kv->value.data,
+                sched_state_apply(s, ev->kv->key.data, ev->kv->key.len, del, ev->kv->value.data,
                                   del ? 0 : ev->kv->value.len, ev->kv->mod_revision);
                 if (ev->kv->mod_revision > s->revision)
                         s->revision = ev->kv->mod_revision;
@@ -364,7 +365,7 @@ static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *use
                 return;
         }
         for (size_t i = 0; i < r->n_kvs; i++)
-                sched_state_apply(s, r->kvs[i]->key.data, r->kvs[i]->key.len, r->kvs[i]->value.data,
+                sched_state_apply(s, r->kvs[i]->key.data, r->kvs[i]->key.len, false, r->kvs[i]->value.data,
                                   r->kvs[i]->value.len, r->kvs[i]->mod_revision);
         s->revision = r->header ? r->header->revision : 0;
 

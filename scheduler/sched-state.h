@@ -93,6 +93,7 @@ bool sched_node_alive(const SchedNode *n);
 Sbx__V1__SandboxState sched_sandbox_state(const SchedSandbox *sb);
 bool sched_sandbox_ended(const SchedSandbox *sb);
 
-/* Applies one etcd key/value (or its deletion, with value NULL) to the mirror; exposed for tests. */
-void sched_state_apply(SchedState *s, const void *key, size_t key_len, const void *value, size_t value_len,
-                       int64_t mod_revision);
+/* Applies one etcd key/value, or its deletion, to the mirror; exposed for tests. An empty value is
+ * a value (a zeroed message encodes to no bytes), not a deletion. */
+void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool deleted, const void *value,
+                       size_t value_len, int64_t mod_revision);

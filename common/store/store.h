@@ -22,6 +22,7 @@
 #define SBX_KEY_TOKENS      "/sbx/v1/tokens/"
 #define SBX_KEY_SECRETS     "/sbx/v1/secrets/"
 #define SBX_KEY_LEADER      "/sbx/v1/leader"
+#define SBX_KEY_BOOTSTRAP   "/sbx/v1/bootstrap"
 
 typedef enum SbxKeyKind {
         SBX_KEY_KIND_UNKNOWN,
