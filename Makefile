@@ -89,6 +89,7 @@ endef
 include proto/proto.mk
 include common/common.mk
 include scheduler/scheduler.mk
+include cli/cli.mk
 include tests/tests.mk
 include bench/bench.mk
 
@@ -121,4 +122,4 @@ lint:
 	$(Q)tests/lib/lint-includes
 .PHONY: lint
 
--include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/obj $(O)/guest-obj -name '*.d' 2>/dev/null)
