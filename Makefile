@@ -89,6 +89,7 @@ endef
 include proto/proto.mk
 include common/common.mk
 include scheduler/scheduler.mk
+include guest/guest.mk
 include cli/cli.mk
 include tests/tests.mk
 include bench/bench.mk

@@ -1,6 +1,7 @@
 # The common libraries. Dependency direction (checked by `make lint`):
 #   base <- log <- config, loop, metrics <- rpc <- etcd; base <- crypto <- token;
-#   base <- policy; base <- store (the key layout and value encoding in etcd).
+#   base <- policy; base <- store (the key layout and value encoding in etcd);
+#   base <- channel (guest channel framing, shared with sbx-init).
 
 $(eval $(call module,base,$(wildcard common/base/*.c)))
 $(eval $(call module,log,$(wildcard common/log/*.c)))
@@ -13,8 +14,9 @@ $(eval $(call module,crypto,$(wildcard common/crypto/*.c)))
 $(eval $(call module,token,$(wildcard common/token/*.c)))
 $(eval $(call module,policy,$(wildcard common/policy/*.c)))
 $(eval $(call module,store,$(wildcard common/store/*.c)))
+$(eval $(call module,channel,$(wildcard common/channel/*.c)))
 
 # Link order for static archives: dependents first.
-COMMON_LIBS = $(store_LIB) $(policy_LIB) $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
+COMMON_LIBS = $(channel_LIB) $(store_LIB) $(policy_LIB) $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
 
 ALL_TARGETS += $(COMMON_LIBS)

@@ -64,7 +64,7 @@ check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS)
 	$(Q)tests/lib/run-unit $(INTEGRATION_TESTS)
 .PHONY: check-integration
 
-check-interop: $(TEST_PROGRAMS)
+check-interop: $(TEST_PROGRAMS) $(BIN)/sbx-scheduler
 	$(Q)tests/interop/run $(O)
 .PHONY: check-interop
 
@@ -78,7 +78,7 @@ check: deps
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
-FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c common/policy/*.c)
+FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c common/policy/*.c common/channel/*.c)
 FUZZ_LIB_OBJS := $(patsubst %.c,$(O)/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRCS))
