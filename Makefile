@@ -5,6 +5,8 @@
 #   make deps             install the Debian and npm packages the build and the tests need
 #   make check            deps, build, and every test family (unit, integration, interop, ...)
 #   make check-unit       Criterion unit tests only (seconds)
+#   make image            the guest image into build/image (kernel and base disk cached per machine)
+#   make demo             deps, build, image, a local two-region cluster, a sandbox running a command
 #   make SAN=1 ...        the same with AddressSanitizer + UndefinedBehaviorSanitizer (into build/san/)
 #   make fuzz             run every libFuzzer target for FUZZ_SECONDS each
 #   make bench            run the benchmarks under bench/ (BENCH lines on stdout)
@@ -90,6 +92,7 @@ include proto/proto.mk
 include common/common.mk
 include scheduler/scheduler.mk
 include guest/guest.mk
+include agent/agent.mk
 include cli/cli.mk
 include tests/tests.mk
 include bench/bench.mk
@@ -122,5 +125,14 @@ fmt-check:
 lint:
 	$(Q)tests/lib/lint-includes
 .PHONY: lint
+
+# The guest image: the kernel and the Debian base disk are cached by input hash under
+# SBX_CACHE_DIR (default /var/cache/sbx); the initramfs (sbx-init) is rebuilt when sbx-init changes.
+IMAGE_DIR := build/image
+image: $(IMAGE_DIR)/initramfs.cpio
+$(IMAGE_DIR)/initramfs.cpio: $(BIN)/sbx-init deploy/images/build deploy/images/kernel/sbx-guest.config \
+		deploy/images/kernel/build-kernel deploy/images/rootfs/packages deploy/images/rootfs/customize
+	$(Q)deploy/images/build $(IMAGE_DIR) $(BIN)/sbx-init
+.PHONY: image
 
 -include $(shell find $(O)/obj $(O)/guest-obj -name '*.d' 2>/dev/null)

@@ -4,7 +4,6 @@
  * defaults, secret placeholders, then what envSet adds), and the default user processes run as.
  */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +16,7 @@
 #include "guest/guest.h"
 
 static SbxHashmap *env;
-static char user[64] = "root";
-static char home[256] = "/root";
-static uid_t uid;
-static gid_t gid;
+static GuestUser user = { .name = "root", .home = "/root" };
 
 static int env_set(const char *k, const char *v)
 {
@@ -43,50 +39,31 @@ int guest_env_init(const Sbx__V1__Guest__Config *c)
         if (r < 0)
                 return r;
         if (!isempty(c->user)) {
-                struct passwd *pw = getpwnam(c->user);
-                if (pw) {
-                        snprintf(user, sizeof(user), "%s", pw->pw_name);
-                        snprintf(home, sizeof(home), "%s", pw->pw_dir);
-                        uid = pw->pw_uid;
-                        gid = pw->pw_gid;
-                } else {
+                GuestUser u;
+                if (guest_user_find(c->user, &u) >= 0)
+                        user = u;
+                else
                         log_warning("Default user %s does not exist in the image; processes run as root",
                                     c->user);
-                }
         }
         env_set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        env_set("HOME", home);
-        env_set("USER", user);
-        env_set("LOGNAME", user);
+        env_set("HOME", user.home);
+        env_set("USER", user.name);
+        env_set("LOGNAME", user.name);
         env_set("SHELL", "/bin/bash");
         env_set("LANG", "C.UTF-8");
         env_set("TERM", "xterm-256color");
         for (size_t i = 0; i < c->n_env; i++)
                 env_set(c->env[i]->key, c->env[i]->value);
         /* Relative paths of the file API resolve against the default user's home. */
-        if (chdir(home) < 0)
+        if (chdir(user.home) < 0)
                 (void)chdir("/");
         return 0;
 }
 
-const char *guest_default_user(void)
+const GuestUser *guest_default_user(void)
 {
-        return user;
-}
-
-uid_t guest_default_uid(void)
-{
-        return uid;
-}
-
-gid_t guest_default_gid(void)
-{
-        return gid;
-}
-
-const char *guest_default_home(void)
-{
-        return home;
+        return &user;
 }
 
 char **guest_env_build(Sbx__V1__Guest__Spawn__EnvEntry **extra, size_t n_extra, bool clear)

@@ -346,38 +346,9 @@ void guest_exec_sigchld(void)
 
 /* ---- spawn ---- */
 
-static int resolve_user(const char *name, uid_t *uid, gid_t *gid, const char **home, const char **user)
-{
-        struct passwd *pw;
-        uint32_t n;
-
-        if (isempty(name)) {
-                *uid = guest_default_uid();
-                *gid = guest_default_gid();
-                *home = guest_default_home();
-                *user = guest_default_user();
-                return 0;
-        }
-        pw = sbx_parse_uint32(name, &n) >= 0 ? getpwuid(n) : getpwnam(name);
-        if (!pw) {
-                if (sbx_parse_uint32(name, &n) < 0)
-                        return -ESRCH;
-                *uid = n;
-                *gid = n;
-                *home = "/";
-                *user = name;
-                return 0;
-        }
-        *uid = pw->pw_uid;
-        *gid = pw->pw_gid;
-        *home = pw->pw_dir;
-        *user = pw->pw_name;
-        return 0;
-}
-
 _noreturn_ static void child(const Sbx__V1__Guest__Spawn *s, char **argv, char **env, int in, int out,
-                             int err, int tty_slave, int errpipe, const char *cgroup, uid_t uid, gid_t gid,
-                             const char *cwd, const char *user)
+                             int err, int tty_slave, int errpipe, const char *cgroup, const GuestUser *u,
+                             const char *cwd)
 {
         sigset_t all;
         int e;
@@ -403,10 +374,8 @@ _noreturn_ static void child(const Sbx__V1__Guest__Spawn *s, char **argv, char *
         for (int fd = 3; fd < 1024; fd++)
                 if (fd != errpipe)
                         close(fd);
-        if (uid != 0 || gid != 0) {
-                if (initgroups(user, gid) < 0)
-                        setgroups(0, NULL);
-                if (setgid(gid) < 0 || setuid(uid) < 0)
+        if (u->uid != 0 || u->gid != 0) {
+                if (setgroups(u->n_groups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
                         goto fail;
         }
         if (chdir(cwd) < 0)
@@ -431,9 +400,7 @@ void guest_exec_spawn(uint32_t stream, const Sbx__V1__Guest__Spawn *s)
         _cleanup_free_ char **argv = NULL;
         int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, ep[2] = { -1, -1 };
         int master = -1, slave = -1, null_fd = -1;
-        const char *home, *user;
-        uid_t uid;
-        gid_t gid;
+        GuestUser user;
         Proc *p;
         int r, e = 0;
 
@@ -445,7 +412,9 @@ void guest_exec_spawn(uint32_t stream, const Sbx__V1__Guest__Spawn *s)
                 guest_send_result(stream, -EINVAL, "command: empty");
                 return;
         }
-        if ((r = resolve_user(s->user, &uid, &gid, &home, &user)) < 0) {
+        if (isempty(s->user))
+                user = *guest_default_user();
+        else if (guest_user_find(s->user, &user) < 0) {
                 guest_send_result(stream, -ESRCH, "user: no user \"%s\" in the sandbox", s->user);
                 return;
         }
@@ -458,7 +427,7 @@ void guest_exec_spawn(uint32_t stream, const Sbx__V1__Guest__Spawn *s)
                 return;
         }
         memcpy(argv, s->argv, s->n_argv * sizeof(char *));
-        const char *cwd = isempty(s->cwd) ? home : s->cwd;
+        const char *cwd = isempty(s->cwd) ? user.home : s->cwd;
 
         p->stream = stream;
         p->tty = s->tty;
@@ -504,10 +473,9 @@ void guest_exec_spawn(uint32_t stream, const Sbx__V1__Guest__Spawn *s)
         }
         if (pid == 0) {
                 if (s->tty)
-                        child(s, argv, env, slave, slave, slave, slave, ep[1], p->cgroup, uid, gid, cwd,
-                              user);
+                        child(s, argv, env, slave, slave, slave, slave, ep[1], p->cgroup, &user, cwd);
                 child(s, argv, env, s->stdin ? in[0] : null_fd, s->stdout ? out[1] : null_fd,
-                      s->stderr ? err[1] : null_fd, -1, ep[1], p->cgroup, uid, gid, cwd, user);
+                      s->stderr ? err[1] : null_fd, -1, ep[1], p->cgroup, &user, cwd);
         }
         p->pid = pid;
         close(ep[1]);

@@ -105,14 +105,16 @@ static FileStream *stream_new(uint32_t stream, FileKind kind)
 /* Gives what we create to the default user (see the top of this file). */
 static void own(int dirfd, const char *path, int flags)
 {
-        if (guest_default_uid() != 0)
-                (void)fchownat(dirfd, path, guest_default_uid(), guest_default_gid(), flags);
+        const GuestUser *u = guest_default_user();
+        if (u->uid != 0)
+                (void)fchownat(dirfd, path, u->uid, u->gid, flags);
 }
 
 static void fown(int fd)
 {
-        if (guest_default_uid() != 0)
-                (void)fchown(fd, guest_default_uid(), guest_default_gid());
+        const GuestUser *u = guest_default_user();
+        if (u->uid != 0)
+                (void)fchown(fd, u->uid, u->gid);
 }
 
 /* ---- replies ---- */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/base/error.h"
+#include "common/base/fd-util.h"
 #include "common/base/time-util.h"
 #include "common/log/log.h"
 #include "guest/guest.h"
@@ -67,6 +68,12 @@ _noreturn_ static void fatal(int r, const char *what)
 {
         log_error_errno(r, "sbx-init: %s: %m; powering off", what);
         power_off();
+}
+
+static bool probe_requested(void)
+{
+        _cleanup_free_ char *cmdline = NULL;
+        return sbx_read_file("/proc/cmdline", 8192, &cmdline, NULL) >= 0 && strstr(cmdline, "sbx.probe");
 }
 
 static void on_sigchld(GuestWatch *w, uint32_t events)
@@ -121,6 +128,11 @@ int main(int argc, char **argv)
         r = guest_mount_early();
         if (r < 0)
                 fatal(r, "mounting /proc, /sys and /dev");
+        if (probe_requested()) {
+                /* The agent boots us once with "sbx.probe" to learn whether KVM can run a guest. */
+                log_info("sbx-probe-ok");
+                power_off();
+        }
         epfd = epoll_create1(EPOLL_CLOEXEC);
         if (epfd < 0)
                 fatal(-errno, "epoll_create1");

@@ -4,6 +4,7 @@
  * first disk, shared by every sandbox of the node) below, the sandbox's own sparse disk (ext4 on
  * the second disk) above. sbx-init then pivots into it and keeps running there.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/base/fd-util.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
@@ -92,11 +94,43 @@ static int mount_api_fs(const char *root)
         return 0;
 }
 
-static int wait_for(const char *dev)
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+/* Finds the block device whose virtio serial is `serial` (in /sys/block/<dev>/serial). */
+static int find_by_serial(const char *serial, char *path, size_t n)
 {
-        for (int i = 0; i < 500; i++) {
-                if (access(dev, F_OK) == 0)
+        _cleanup_(closedirp) DIR *d = opendir("/sys/block");
+        struct dirent *de;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                char p[300];
+                _cleanup_free_ char *value = NULL;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof(p), "/sys/block/%s/serial", de->d_name);
+                if (sbx_read_file(p, 256, &value, NULL) < 0)
+                        continue;
+                value[strcspn(value, "\n")] = '\0';
+                if (streq(value, serial)) {
+                        snprintf(path, n, "/dev/%s", de->d_name);
                         return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* Waits up to 5 s for `dev` (a path, or "serial:<s>") to appear, and names its /dev path. */
+static int wait_for(const char *dev, char *path, size_t n)
+{
+        const char *serial = startswith(dev, "serial:");
+        for (int i = 0; i < 500; i++) {
+                if (serial ? find_by_serial(serial, path, n) == 0 : access(dev, F_OK) == 0) {
+                        if (!serial)
+                                snprintf(path, n, "%s", dev);
+                        return 0;
+                }
                 usleep(10000);
         }
         return -ENODEV;
@@ -111,13 +145,14 @@ int guest_mount_root(const Sbx__V1__Guest__Config *c)
                 mount_api_fs("");
                 return 0;
         }
-        if ((r = wait_for(c->base_device)) < 0)
+        char dev[300];
+        if ((r = wait_for(c->base_device, dev, sizeof(dev))) < 0)
                 return log_error_errno(r, "Base disk %s did not appear: %m", c->base_device);
-        if ((r = mount_one(c->base_device, "/sbx/base", "ext4", MS_RDONLY, NULL)) < 0)
-                return log_error_errno(r, "Failed to mount the base image %s: %m", c->base_device);
+        if ((r = mount_one(dev, "/sbx/base", "ext4", MS_RDONLY, NULL)) < 0)
+                return log_error_errno(r, "Failed to mount the base image %s (%s): %m", c->base_device, dev);
         if (!isempty(c->data_device)) {
-                if ((r = wait_for(c->data_device)) < 0 ||
-                    (r = mount_one(c->data_device, "/sbx/data", "ext4", MS_NOATIME, NULL)) < 0)
+                if ((r = wait_for(c->data_device, dev, sizeof(dev))) < 0 ||
+                    (r = mount_one(dev, "/sbx/data", "ext4", MS_NOATIME, NULL)) < 0)
                         return log_error_errno(r, "Failed to mount the sandbox disk %s: %m", c->data_device);
         } else if ((r = mount_one("tmpfs", "/sbx/data", "tmpfs", 0, "mode=0755")) < 0) {
                 return r;

@@ -59,17 +59,30 @@ int guest_mount_root(const Sbx__V1__Guest__Config *c);
 int guest_net_setup(const Sbx__V1__Guest__Config *c);
 int guest_trust_ca(const char *pem);
 
+/* ---- users (guest-user.c) ---- */
+
+typedef struct GuestUser {
+        uid_t uid;
+        gid_t gid;
+        char name[64];
+        char home[256];
+        /* Supplementary groups (from /etc/group), for setgroups(). */
+        size_t n_groups;
+        gid_t groups[32];
+} GuestUser;
+
+/* Looks a user up by name or uid in the sandbox's /etc/passwd; -ESRCH when there is none (a bare
+ * uid is accepted even without an entry). */
+int guest_user_find(const char *name, GuestUser *ret);
+
 /* ---- the environment and the default user (guest-env.c) ---- */
 
 int guest_env_init(const Sbx__V1__Guest__Config *c);
 /* A new environment for a process: the sandbox's, then `extra`, or only `extra` when clear. */
 char **guest_env_build(Sbx__V1__Guest__Spawn__EnvEntry **extra, size_t n_extra, bool clear);
 void guest_env_handle(uint32_t stream, const Sbx__V1__Guest__EnvOp *op);
-const char *guest_default_user(void);
-/* The default user's ids and home; root's when the image has no such user. */
-uid_t guest_default_uid(void);
-gid_t guest_default_gid(void);
-const char *guest_default_home(void);
+/* The default user (Config.user); root when the image has no such user. */
+const GuestUser *guest_default_user(void);
 
 /* ---- processes (guest-exec.c) ---- */
 

@@ -49,6 +49,12 @@ $(TEST_BIN)/programs/%: $(O)/obj/tests/programs/%.o $(TEST_PROTO_LIB) $(testlib_
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) $(LIBS_COMMON)
 
+# The Cloud Hypervisor contract client drives the agent's VMM driver, so it links the agent archive
+# and the agent's libraries (libcurl, libnl) as well (tests/interop/ch-contract.test.mjs runs it).
+$(TEST_BIN)/programs/ch-contract-client: $(O)/obj/tests/programs/ch-contract-client.o $(agent_LIB) $(COMMON_LIBS)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(agent_LIB) $(COMMON_LIBS) $(LIBS_COMMON) $(AGENT_LIBS)
+
 # Objects of test binaries are intermediate in make's eyes; keep them so relinks do not recompile.
 .SECONDARY: $(patsubst tests/%.c,$(O)/obj/tests/%.o,$(UNIT_TEST_SRCS) $(TEST_PROGRAM_SRCS) $(INTEGRATION_TEST_SRCS))
 

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "agent/agent-vmm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base/string-util.h"
+
+const AgentVmmDriver *agent_vmm_find(const char *name)
+{
+        if (streq(name, agent_vmm_qemu.name))
+                return &agent_vmm_qemu;
+        if (streq(name, agent_vmm_cloud_hypervisor.name))
+                return &agent_vmm_cloud_hypervisor;
+        return NULL;
+}
+
+int agent_vmm_cmdline(const AgentVmmSpec *s, const char *extra, char **ret)
+{
+        char tsc[48] = "";
+
+        /* Under TCG the guest cannot calibrate its TSC on microvm and hangs in early boot without the
+         * host's frequency (about 60% of boots); under KVM kvmclock supplies it. */
+        if (!s->kvm && s->tsc_khz)
+                snprintf(tsc, sizeof(tsc), " tsc_early_khz=%llu", (unsigned long long)s->tsc_khz);
+        if (asprintf(ret, "console=ttyS0 quiet reboot=t panic=-1 random.trust_cpu=on%s%s%s", tsc,
+                     extra ? " " : "", strempty(extra)) < 0)
+                return -ENOMEM;
+        return 0;
+}
