@@ -1,6 +1,7 @@
-# Benchmarks (docs/benchmarks.md). `make bench` builds the C bench programs and the C echo server,
-# then bench/run measures common/rpc against @grpc/grpc-js and common/etcd against the npm etcd3
-# client on this machine, and prints one BENCH line per result. Benchmarks report; they never fail
+# Benchmarks (docs/benchmarks.md). `make bench` builds the C bench programs, the C echo server and
+# sbx-scheduler, then bench/run measures common/rpc against @grpc/grpc-js, common/etcd against the
+# npm etcd3 client, and sbx-scheduler's placements against the raw etcd writes they cause, on this
+# machine, and prints one BENCH line per result. Benchmarks report; they never fail
 # the build on a missed target.
 
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -13,7 +14,8 @@ $(O)/bench/%: $(O)/obj/bench/%.o $(TEST_PROTO_LIB) $(testlib_LIB) $(COMMON_LIBS)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) $(LIBS_COMMON)
 
-bench-build: $(BENCH_TARGETS) $(TEST_BIN)/programs/echo-server
+# sched-bench runs the real scheduler (it finds it under $(O)/bin through SBX_BUILD_DIR).
+bench-build: $(BENCH_TARGETS) $(TEST_BIN)/programs/echo-server $(BIN)/sbx-scheduler
 .PHONY: bench-build
 
 bench: bench-build
