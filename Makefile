@@ -135,4 +135,12 @@ $(IMAGE_DIR)/initramfs.cpio: $(BIN)/sbx-init deploy/images/build deploy/images/k
 	$(Q)deploy/images/build $(IMAGE_DIR) $(BIN)/sbx-init
 .PHONY: image
 
+demo: deps
+	@printf '\n==> Building\n'
+	$(Q)$(MAKE) --no-print-directory -j$$(nproc) all
+	@printf '\n==> Building the guest image (the kernel and base disk once per machine: ~10 minutes)\n'
+	$(Q)$(MAKE) --no-print-directory image
+	$(Q)deploy/dev/demo
+.PHONY: demo
+
 -include $(shell find $(O)/obj $(O)/guest-obj -name '*.d' 2>/dev/null)

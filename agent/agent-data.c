@@ -85,6 +85,12 @@ static AgentChannel *authorize(Agent *a, SbxRpcServerCall *call, const char *san
                 return NULL;
         }
         AgentSandbox *sb = sbx_hashmap_get(a->sandboxes, sandbox_id);
+        if (!sb && !a->settled) {
+                /* Just restarted: the sandbox may be about to be adopted. Worth a retry. */
+                sbx_rpc_server_call_fail(call, SBX_STATUS_UNAVAILABLE,
+                                         "sbx-agent on node %s is starting; retry in a moment", a->cfg.name);
+                return NULL;
+        }
         if (!sb) {
                 sbx_counter_inc(a->m.data_calls_refused, SBX_LABELS("not_here"));
                 sbx_rpc_server_call_fail(call, SBX_STATUS_NOT_FOUND, "Sandbox %s does not run on node %s",

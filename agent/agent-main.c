@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
@@ -39,6 +40,30 @@ static usec_t stop_deadline;
 /* ---- host facts ---- */
 
 /* The TSC frequency, measured against CLOCK_MONOTONIC_RAW: TCG guests need it to boot reliably. */
+/* The VMMs run as vmm-user inside their sandbox directories under state-dir: every ancestor must
+ * let that user through. Returns the first one that does not, or NULL. */
+static const char *unsearchable_ancestor(const char *path, uid_t uid, gid_t gid)
+{
+        static char prefix[PATH_MAX];
+        char resolved[PATH_MAX];
+
+        if (uid == 0 || !realpath(path, resolved))
+                return NULL;
+        for (char *p = resolved; p;) {
+                char *slash = strchr(p + 1, '/');
+                size_t len = slash ? (size_t)(slash - resolved) : strlen(resolved);
+                struct stat st;
+                snprintf(prefix, sizeof(prefix), "%.*s", (int)(len ? len : 1), resolved);
+                if (stat(prefix, &st) < 0)
+                        return NULL;
+                mode_t bit = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH;
+                if (!(st.st_mode & bit))
+                        return prefix;
+                p = slash;
+        }
+        return NULL;
+}
+
 static uint64_t measure_tsc_khz(void)
 {
         struct timespec a, b;
@@ -230,9 +255,22 @@ static void on_server_down(void *userdata)
 static void on_signal(int signo, void *userdata)
 {
         Agent *a = userdata;
+        if (!a->data_server || a->stopping)
+                return; /* set-up failed and is unwinding already, or a second signal */
         log_info("Received %s; stopping sandboxes and shutting down", strsignal(signo));
         sbx_rpc_server_shutdown(a->data_server, USEC_PER_SEC, on_server_down, a);
         a->stopping = true;
+}
+
+/* /readyz: registered, and sandboxes of a previous run adopted or ended. */
+static bool agent_ready(void *userdata, const char **ret_why)
+{
+        Agent *a = userdata;
+        *ret_why = a->stopping      ? "shutting down"
+                   : !a->registered ? "the node is not registered in etcd"
+                   : !a->settled    ? "reading assignments and adopting running sandboxes"
+                                    : NULL;
+        return !*ret_why;
 }
 
 /* ---- start ---- */
@@ -256,6 +294,10 @@ static int setup(Agent *a)
                                        "tls-cert and tls-key go together, and tls-client-ca needs both");
         if (!!a->cfg.etcd_cert != !!a->cfg.etcd_key || (a->cfg.etcd_cert && !a->cfg.etcd_ca))
                 return log_error_errno(-EINVAL, "etcd-cert and etcd-key go together, and need etcd-ca");
+        /* First: a SIGTERM during the rest of the set-up (a probe boot can take a second) is then
+         * handled once the loop runs, instead of killing the agent half-started. */
+        if ((r = sbx_signals_new(a->loop, on_signal, a, &signals)) < 0)
+                return log_error_errno(r, "Failed to set up signal handling: %m");
         if ((r = sbx_cluster_key_load(a->cfg.cluster_key_file, &a->key)) < 0)
                 return log_error_errno(r, "Failed to load the cluster key from %s: %m",
                                        a->cfg.cluster_key_file);
@@ -269,6 +311,13 @@ static int setup(Agent *a)
                 return log_error_errno(-ESRCH, "vmm-user: no user \"%s\" on this host", a->cfg.vmm_user);
         a->vmm_uid = pw->pw_uid;
         a->vmm_gid = pw->pw_gid;
+        const char *blocked = unsearchable_ancestor(a->cfg.state_dir, a->vmm_uid, a->vmm_gid);
+        if (blocked)
+                return log_error_errno(
+                        -EACCES,
+                        "state-dir: the VMM user %s cannot reach %s: %s is not searchable by it "
+                        "(chmod o+x, or choose another state-dir)",
+                        a->cfg.vmm_user, a->cfg.state_dir, blocked);
         gr = getgrnam("kvm");
         a->kvm_gid = gr ? gr->gr_gid : (gid_t)-1;
         if (a->cfg.jailer)
@@ -326,8 +375,8 @@ static int setup(Agent *a)
         if (a->cfg.metrics_listen && (r = sbx_metrics_server_new(a->loop, a->metrics, a->cfg.metrics_listen,
                                                                  &a->metrics_server, NULL)) < 0)
                 return log_error_errno(r, "Failed to serve metrics on %s: %m", a->cfg.metrics_listen);
-        if ((r = sbx_signals_new(a->loop, on_signal, a, &signals)) < 0)
-                return log_error_errno(r, "Failed to set up signal handling: %m");
+        if (a->metrics_server)
+                sbx_metrics_server_set_ready(a->metrics_server, agent_ready, a);
         log_info("sbx-agent %s (region %s) serving the data plane on %s (%s)", a->cfg.name, a->cfg.region,
                  a->cfg.listen, a->cfg.tls_cert ? (a->cfg.tls_client_ca ? "mTLS" : "TLS") : "plaintext");
         return agent_register_start(a);

@@ -61,13 +61,25 @@ static void on_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, voi
 static void on_record(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata);
 static void start_sync(Agent *a);
 
+/* Record reads in flight: leftovers from a previous run are judged only once none is, so that a
+ * sandbox whose record has not arrived yet is not mistaken for one nobody wants. */
+static unsigned records_pending;
+
 static void record_fetched(int error, const Etcdserverpb__RangeResponse *r, void *userdata)
 {
         Agent *a = userdata;
         char id[SBX_KEY_NAME_MAX + 1], b[SBX_KEY_NAME_MAX + 1];
 
-        if (error < 0 || a->stopping)
+        records_pending--;
+        if (a->stopping)
                 return;
+        if (error < 0) {
+                /* Read everything again rather than act on a partial picture. */
+                log_debug("Reading a sandbox record failed: %s; reading the assignments again",
+                          sbx_error_message(error));
+                start_sync(a);
+                return;
+        }
         for (size_t i = 0; i < r->n_kvs; i++)
                 if (sbx_key_parse(r->kvs[i]->key.data, r->kvs[i]->key.len, id, b) == SBX_KEY_KIND_SANDBOX)
                         set_record(a, id, r->kvs[i]->value.data, r->kvs[i]->value.len, false);
@@ -78,7 +90,8 @@ static void fetch_record(Agent *a, const char *id)
 {
         char key[256];
         snprintf(key, sizeof(key), SBX_KEY_SANDBOXES "%s", id);
-        sbx_etcd_get(a->etcd, key, record_fetched, a);
+        if (sbx_etcd_get(a->etcd, key, record_fetched, a) >= 0)
+                records_pending++;
 }
 
 static void on_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
@@ -221,8 +234,11 @@ static void pass(Agent *a)
                 return;
         static bool first = true;
         if (first) {
+                if (records_pending > 0)
+                        return; /* record_fetched kicks again */
                 first = false;
                 adopt_or_clean_leftovers(a);
+                a->settled = true;
         }
 
         /* Start what is assigned and wanted. */

@@ -59,6 +59,9 @@ struct AgentSandbox {
         unsigned closing;
         /* The driver's configure() has not called back yet: that callback holds a reference. */
         bool configuring;
+        /* The channel dropped while the sandbox ran; the VMM's own exit, if it follows, says why. */
+        bool channel_lost;
+        bool killed_by_us;
 };
 
 #define SB_FIELDS(sb) LOG_FIELDS({ "sandbox", (sb)->id }, { "org", (sb)->org })
@@ -230,6 +233,9 @@ static void finish(AgentSandbox *sb)
 static void vmm_gone(AgentSandbox *sb, const char *how)
 {
         sb->proc_alive = false;
+        if (sb->phase == PHASE_STOPPING && sb->channel_lost && !sb->killed_by_us)
+                /* The channel only dropped because the VMM died: that is the reason to report. */
+                snprintf(sb->final_reason, sizeof(sb->final_reason), "the VMM %s", how);
         if (sb->phase == PHASE_STOPPING) {
                 finish(sb);
                 return;
@@ -262,6 +268,7 @@ static void kill_vmm(AgentSandbox *sb)
 {
         if (!sb->proc_alive)
                 return;
+        sb->killed_by_us = true;
         if (sb->proc_handle)
                 uv_process_kill(&sb->proc, SIGKILL);
         else if (sb->pid > 0)
@@ -298,8 +305,12 @@ void agent_sandbox_stop(AgentSandbox *sb, Sbx__V1__SandboxState final, const cha
                 if (agent_channel_send_control(sb->ch, &f) < 0)
                         graceful = false;
         }
-        uv_timer_start(&sb->kill_timer, on_kill_timer,
-                       graceful ? sbx_usec_to_msec_ceil(sb->a->cfg.stop_timeout) : 0, 0);
+        /* After a lost channel the VMM gets a moment to exit by itself (it usually is dying already),
+         * so that its own exit status becomes the reason. */
+        uint64_t grace = graceful           ? sbx_usec_to_msec_ceil(sb->a->cfg.stop_timeout)
+                         : sb->channel_lost ? 500
+                                            : 0;
+        uv_timer_start(&sb->kill_timer, on_kill_timer, grace, 0);
 }
 
 /* ---- lifetime ---- */
@@ -356,6 +367,7 @@ static void on_channel_closed(AgentChannel *ch, int error, void *userdata)
         if (sb->phase == PHASE_STOPPING || sb->phase == PHASE_ENDED)
                 return;
         sbx_counter_inc(sb->a->m.channel_errors, SBX_LABELS(error == -EPROTO ? "protocol" : "closed"));
+        sb->channel_lost = true;
         /* A guest that breaks the protocol, or a channel that drops, ends the sandbox: nothing can be
          * run in it any more. */
         agent_sandbox_stop(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,

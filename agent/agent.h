@@ -73,6 +73,8 @@ struct Agent {
         SbxHashmap *sandboxes; /* id → AgentSandbox* */
         uv_timer_t reconcile_timer;
         bool synced;
+        /* The first reconciliation pass ran: sandboxes of a previous run are adopted or ended. */
+        bool settled;
         /* Network slots (one /30 each) in use. */
         uint8_t *slots_used;
         uint32_t n_slots;

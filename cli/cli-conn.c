@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The connection to the scheduler: endpoint, TLS and token from the flags and the environment,
- * unary calls run to completion on a private loop, and the one way errors are printed.
+ * unary calls run to completion on a private loop, and the one way errors are printed. Also the
+ * connection to a sandbox's data plane, which the scheduler names and authorizes (Get with an
+ * access token) and which uses the scheduler connection's TLS settings.
  *
  * Every call is asynchronous underneath (sbx_rpc_unary) so that the loop stays free for a
  * progress timer and for SIGINT, which cancels the call rather than killing the process: the
  * scheduler then knows the caller gave up (a cancelled Create stops its sandbox) and the terminal
  * is left tidy.
  */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,10 +22,15 @@
 #include "cli/cli.h"
 #include "common/base/string-util.h"
 #include "common/loop/loop.h"
+#include "proto/sbx/v1/sandboxes.pb-c.h"
 
 #define DEFAULT_ENDPOINT "127.0.0.1:7070"
 /* How often the progress line is redrawn. */
 #define PROGRESS_INTERVAL_MS 200
+
+static const SbxRpcMethod m_get =
+        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Get", UNARY, sbx__v1__get_sandbox_request__descriptor,
+                       sbx__v1__sandbox__descriptor);
 
 int cli_error(const char *fmt, ...)
 {
@@ -30,6 +38,20 @@ int cli_error(const char *fmt, ...)
         va_list ap;
 
         fputs("sbx: ", stderr);
+        errno = saved;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return CLI_EXIT_FAILURE;
+}
+
+int cli_cmd_error(Cli *cli, const char *fmt, ...)
+{
+        int saved = errno;
+        va_list ap;
+
+        fprintf(stderr, "sbx: %s%s", cli->cmd ? cli->cmd->name : "", cli->cmd ? ": " : "");
         errno = saved;
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
@@ -64,18 +86,28 @@ static const char *pick_token(const Cli *cli)
         return env("SBX_TOKEN");
 }
 
-static int connect_channel(Cli *cli)
+/* The TLS settings of both connections; *ret_use_tls is false for plaintext. Only the name the
+ * server certificate must carry differs: the scheduler's and the nodes' are separate overrides. */
+static void tls_from_env(const char *server_name_var, SbxRpcTls *ret, bool *ret_use_tls)
 {
-        const char *token = pick_token(cli);
-        SbxRpcTls tls = {
+        *ret = (SbxRpcTls){
                 .ca_file = env("SBX_CA"),
                 .cert_file = env("SBX_CERT"),
                 .key_file = env("SBX_KEY"),
-                .server_name = env("SBX_SERVER_NAME"),
+                .server_name = env(server_name_var),
         };
-        bool use_tls = tls.ca_file || tls.cert_file || tls.key_file;
-        SbxRpcChannelOptions o = { .tls = use_tls ? &tls : NULL, .bearer_token = token };
+        *ret_use_tls = ret->ca_file || ret->cert_file || ret->key_file;
+}
+
+static int connect_channel(Cli *cli)
+{
+        const char *token = pick_token(cli);
+        SbxRpcTls tls;
+        bool use_tls;
         int r;
+
+        tls_from_env("SBX_SERVER_NAME", &tls, &use_tls);
+        SbxRpcChannelOptions o = { .tls = use_tls ? &tls : NULL, .bearer_token = token };
 
         cli->target = cli->endpoint         ? cli->endpoint
                       : env("SBX_ENDPOINT") ? env("SBX_ENDPOINT")
@@ -119,6 +151,9 @@ void cli_disconnect(Cli *cli)
 {
         bool down = false;
 
+        cli->data_channel = sbx_rpc_channel_free(cli->data_channel);
+        free(cli->data_target);
+        cli->data_target = NULL;
         cli->channel = sbx_rpc_channel_free(cli->channel);
         if (cli->rpc) {
                 sbx_rpc_shutdown(cli->rpc, 0, on_rpc_down, &down);
@@ -220,40 +255,54 @@ static void stop_handles(Cli *cli, Call *c)
         }
 }
 
-static int print_status(Cli *cli, const SbxRpcStatus *s, usec_t timeout)
+/* Scheduler errors read "sbx: <STATUS>: <message>"; data-plane errors name the command, as they
+ * come from a different server: "sbx: cp: NOT_FOUND: …". */
+static int print_status(Cli *cli, const SbxRpcStatus *s, usec_t timeout, bool data, const char *what)
 {
         const char *message =
                 isempty(s->message) ? sbx_error_message(sbx_error_from_status(s->code)) : s->message;
+        const char *target = data ? cli->data_target : cli->target;
         char d[SBX_DURATION_MAX];
 
-        fprintf(stderr, "sbx: %s: %s", sbx_status_name(s->code), message);
+        fputs("sbx: ", stderr);
+        if (data && cli->cmd)
+                fprintf(stderr, "%s: ", cli->cmd->name);
+        if (!isempty(what))
+                fprintf(stderr, "%s: ", what);
+        fprintf(stderr, "%s: %s", sbx_status_name(s->code), message);
         /* Connection trouble names the endpoint (the usual cause is a wrong one); a passed deadline
          * names the flag that moves it. */
         if (s->code == SBX_STATUS_UNAVAILABLE)
-                fprintf(stderr, " (endpoint %s)", cli->target);
-        else if (s->code == SBX_STATUS_DEADLINE_EXCEEDED)
-                fprintf(stderr, " (no reply from %s within %s; see --timeout)", cli->target,
+                fprintf(stderr, " (%s %s)", data ? "node" : "endpoint", strempty(target));
+        else if (s->code == SBX_STATUS_DEADLINE_EXCEEDED && timeout > 0)
+                fprintf(stderr, " (%s %s within %s; see --timeout)",
+                        data ? "no end of the call to node" : "no reply from", strempty(target),
                         sbx_format_duration(d, sizeof(d), timeout));
         fputc('\n', stderr);
         return CLI_EXIT_FAILURE;
 }
 
-int cli_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request, const CliCallOptions *opts,
-             ProtobufCMessage **ret_response)
+int cli_data_status(Cli *cli, const SbxRpcStatus *s, const char *what)
+{
+        return print_status(cli, s, cli->timeout, true, what);
+}
+
+static int call_unary(Cli *cli, bool data, const SbxRpcMethod *m, const ProtobufCMessage *request,
+                      const CliCallOptions *opts, ProtobufCMessage **ret_response)
 {
         static const CliCallOptions defaults = { 0 };
         Call c = { .opts = opts ? opts : &defaults };
         SbxRpcCallOptions co = { 0 };
         int r;
 
-        if (!cli->channel) {
+        if (!data && !cli->channel) {
                 r = connect_channel(cli);
                 if (r != CLI_EXIT_OK)
                         return r;
         }
         co.timeout = cli->timeout ? cli->timeout : c.opts->timeout ? c.opts->timeout : CLI_TIMEOUT_DEFAULT;
         c.started = sbx_now_monotonic();
-        r = sbx_rpc_unary(cli->channel, m, request, &co, on_reply, &c, &c.call);
+        r = sbx_rpc_unary(data ? cli->data_channel : cli->channel, m, request, &co, on_reply, &c, &c.call);
         if (r < 0)
                 return cli_error("cannot start the call %s: %s", m->path, sbx_error_message(r));
         start_handles(cli, &c);
@@ -266,8 +315,12 @@ int cli_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request, c
                 if (c.interrupted) {
                         fprintf(stderr, "sbx: interrupted\n");
                         r = CLI_EXIT_INTERRUPTED;
+                } else if (c.opts->ret_status) {
+                        *c.opts->ret_status = c.status;
+                        c.status = (SbxRpcStatus){ 0 };
+                        r = CLI_EXIT_FAILURE;
                 } else {
-                        r = print_status(cli, &c.status, co.timeout);
+                        r = print_status(cli, &c.status, co.timeout, data, NULL);
                 }
                 sbx_rpc_status_done(&c.status);
                 if (c.response)
@@ -278,5 +331,84 @@ int cli_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request, c
         if (!c.response)
                 return cli_error("%s: the server sent no reply", m->path);
         *ret_response = c.response;
+        return CLI_EXIT_OK;
+}
+
+int cli_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request, const CliCallOptions *opts,
+             ProtobufCMessage **ret_response)
+{
+        return call_unary(cli, false, m, request, opts, ret_response);
+}
+
+int cli_data_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request,
+                  const CliCallOptions *opts, ProtobufCMessage **ret_response)
+{
+        assert(cli->data_channel);
+        return call_unary(cli, true, m, request, opts, ret_response);
+}
+
+/* ---- the data plane ---- */
+
+static int check_running(Cli *cli, const Sbx__V1__Sandbox *sb)
+{
+        char st[32];
+
+        cli_enum_name(&sbx__v1__sandbox_state__descriptor, (int)sb->state, "SANDBOX_STATE_", st, sizeof(st));
+        switch (sb->state) {
+        case SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING:
+                return CLI_EXIT_OK;
+        case SBX__V1__SANDBOX_STATE__SANDBOX_STATE_PENDING:
+        case SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STARTING:
+                return cli_cmd_error(cli, "sandbox %s is %s, not running yet; try again shortly", sb->id,
+                                     st);
+        default:
+                if (!isempty(sb->reason))
+                        return cli_cmd_error(cli, "sandbox %s is %s (%s), not running", sb->id, st,
+                                             sb->reason);
+                return cli_cmd_error(cli, "sandbox %s is %s, not running", sb->id, st);
+        }
+}
+
+int cli_data_connect(Cli *cli, const char *sandbox_id)
+{
+        Sbx__V1__GetSandboxRequest req = SBX__V1__GET_SANDBOX_REQUEST__INIT;
+        _cleanup_message_ ProtobufCMessage *resp = NULL;
+        SbxRpcTls tls;
+        bool use_tls;
+        int r;
+
+        assert(!cli->data_channel);
+        req.id = (char *)sandbox_id;
+        req.with_access_token = true;
+        r = cli_call(cli, &m_get, &req.base, NULL, &resp);
+        if (r != CLI_EXIT_OK)
+                return r;
+        const Sbx__V1__Sandbox *sb = (const Sbx__V1__Sandbox *)resp;
+        r = check_running(cli, sb);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (isempty(sb->data_address))
+                return cli_cmd_error(cli, "the scheduler gave no data address for sandbox %s", sb->id);
+        /* A scheduler from before with_access_token ignores it and answers without a token. */
+        if (isempty(sb->access_token))
+                return cli_cmd_error(cli,
+                                     "the scheduler at %s returned no access token for sandbox %s "
+                                     "(it may be older than this sbx)",
+                                     cli->target, sb->id);
+
+        cli->data_target = strdup(sb->data_address);
+        if (!cli->data_target)
+                return cli_error("out of memory");
+        /* The same mode as the scheduler connection: plaintext only where that is plaintext. */
+        tls_from_env("SBX_DATA_SERVER_NAME", &tls, &use_tls);
+        SbxRpcChannelOptions o = { .tls = use_tls ? &tls : NULL, .bearer_token = sb->access_token };
+        if (!use_tls && !is_local(cli->data_target))
+                fprintf(stderr,
+                        "sbx: warning: sending the sandbox's access token to %s without TLS; set SBX_CA "
+                        "to use TLS\n",
+                        cli->data_target);
+        r = sbx_rpc_channel_new(cli->rpc, cli->data_target, &o, &cli->data_channel);
+        if (r < 0)
+                return cli_error("cannot connect to node %s: %s", cli->data_target, sbx_error_message(r));
         return CLI_EXIT_OK;
 }

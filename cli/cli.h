@@ -6,8 +6,12 @@
  *
  *   sbx.c            main: global flags, the command table, dispatch, help
  *   cli-sandboxes.c  create, get, list, delete, extend
+ *   cli-exec.c       exec (the data plane's Exec stream)
+ *   cli-files.c      cp, ls (the data plane's file calls)
  *   cli-admin.c      admin org/token/node, nodes
- *   cli-conn.c       endpoint, TLS and token from flags and environment; calls; error printing
+ *   cli-conn.c       endpoint, TLS and token from flags and environment; calls; the data plane's
+ *                    channel; error printing
+ *   cli-stdio.c      reading and writing local fds without blocking the loop
  *   cli-output.c     tables, key/value blocks, JSON (jansson), times
  *
  * Commands return an exit status (CLI_EXIT_*), not a negative errno: they are the process
@@ -32,6 +36,9 @@ enum {
         CLI_EXIT_FAILURE = 1,
         /* Bad flags or arguments; nothing was sent. */
         CLI_EXIT_USAGE = 2,
+        /* sbx exec only: sbx itself failed (usage, connection, a refused or failed call), so that
+         * its failures are not mistaken for the remote command's own statuses 1 and 2. */
+        CLI_EXIT_EXEC_FAILED = 125,
         /* Interrupted by SIGINT while a call was in flight (128 + SIGINT, as shells report it). */
         CLI_EXIT_INTERRUPTED = 130,
 };
@@ -56,9 +63,14 @@ typedef struct CliCommand {
         int (*run)(Cli *cli, int argc, char **argv);
 } CliCommand;
 
-/* The command tables of cli-sandboxes.c and cli-admin.c; sbx.c dispatches over them. */
+/* The command tables of cli-sandboxes.c, cli-exec.c, cli-files.c and cli-admin.c; sbx.c
+ * dispatches over them. */
 extern const CliCommand cli_sandbox_commands[];
 extern const size_t cli_sandbox_n_commands;
+extern const CliCommand cli_exec_commands[];
+extern const size_t cli_exec_n_commands;
+extern const CliCommand cli_file_commands[];
+extern const size_t cli_file_n_commands;
 extern const CliCommand cli_admin_commands[];
 extern const size_t cli_admin_n_commands;
 
@@ -70,13 +82,17 @@ struct Cli {
         usec_t timeout;
         /* The command being run (for usage lines and the choice of token). */
         const CliCommand *cmd;
-        /* The connection, private to cli-conn.c: made by the first call, torn down by
-         * cli_disconnect(). */
+        /* The connection, made by the first call and torn down by cli_disconnect(). Only
+         * cli-conn.c changes these; streaming commands run `loop` and call on `data_channel`. */
         bool loop_ready;
         uv_loop_t loop;
         SbxRpc *rpc;
         SbxRpcChannel *channel;
         const char *target;
+        /* The data plane of the one sandbox a command works on (cli_data_connect()): a channel to
+         * its node's data_address carrying the sandbox's access token. */
+        SbxRpcChannel *data_channel;
+        char *data_target;
 };
 
 /* ---- flags (sbx.c) ---- */
@@ -141,6 +157,9 @@ typedef struct CliCallOptions {
         usec_t timeout;
         /* When set and stderr is a terminal, "<progress>… 2.1s" is shown while the call waits. */
         const char *progress;
+        /* When set, a refused or failed call's status is stored here (free it with
+         * sbx_rpc_status_done) instead of printed; CLI_EXIT_FAILURE is returned all the same. */
+        SbxRpcStatus *ret_status;
 } CliCallOptions;
 
 /*
@@ -161,11 +180,79 @@ static inline void cli_message_freep(ProtobufCMessage **m)
 }
 #define _cleanup_message_ _cleanup_(cli_message_freep)
 
+/*
+ * Prepares calls to a sandbox's data plane: asks the scheduler for the sandbox with a fresh access
+ * token (Get with with_access_token), checks that it is RUNNING, and opens cli->data_channel to its
+ * data_address with the token as bearer, in the same TLS mode as the scheduler's connection.
+ * Returns CLI_EXIT_OK, or an exit status after printing why (the scheduler's status, a sandbox
+ * that is not running, missing credentials, Ctrl-C).
+ */
+int cli_data_connect(Cli *cli, const char *sandbox_id);
+
+/* cli_call() on the data channel. Failures are printed with cli_data_status(). */
+int cli_data_call(Cli *cli, const SbxRpcMethod *m, const ProtobufCMessage *request,
+                  const CliCallOptions *opts, ProtobufCMessage **ret_response);
+
+/* Prints a data-plane failure as "sbx: <command>: [<what>: ]<STATUS>: <message>", naming the node
+ * when it could not be reached; `what` may be NULL. Returns CLI_EXIT_FAILURE. */
+int cli_data_status(Cli *cli, const SbxRpcStatus *s, const char *what);
+
 /* Releases the connection and the loop, if any. Safe to call more than once. */
 void cli_disconnect(Cli *cli);
 
 /* Prints "sbx: <message>" to stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const char *fmt, ...) _printf_(1, 2);
+
+/* Prints "sbx: <command>: <message>" to stderr; returns CLI_EXIT_FAILURE. */
+int cli_cmd_error(Cli *cli, const char *fmt, ...) _printf_(2, 3);
+
+/* ---- local input and output for streams (cli-stdio.c) ---- */
+
+/*
+ * Reads an fd without blocking the loop: a terminal or a pipe through libuv's stream handles, a
+ * regular file (which cannot be polled) through the thread pool. The fd stays the caller's: it
+ * is not closed, and flags libuv changed on it are put back by cli_input_close().
+ */
+typedef struct CliInput CliInput;
+
+/* Called with each chunk read (n > 0, at most CLI_CHUNK bytes, valid during the call only), at end
+ * of input (n == 0, error == 0), or once after a read error (n == 0, error < 0). Nothing follows
+ * the last two. */
+typedef void (*CliInputCallback)(CliInput *in, const void *data, size_t n, int error, void *userdata);
+
+/* Largest chunk read at once and largest message payload the streaming commands send. */
+#define CLI_CHUNK (64u * 1024u)
+
+/* Starts reading `fd`. -ENOMEM, or a negative errno when libuv refuses the fd. */
+int cli_input_new(uv_loop_t *loop, int fd, CliInputCallback cb, void *userdata, CliInput **ret);
+/* Stops (or resumes) reading, so that a consumer with a full window holds the producer back. */
+void cli_input_pause(CliInput *in, bool pause);
+/* Puts the terminal into raw mode until cli_input_close(); -ENOTTY when the input is no terminal. */
+int cli_input_set_raw(CliInput *in);
+/* Stops reading, restores the terminal mode, and frees the input once libuv has let go of it;
+ * `done` (may be NULL) runs then, possibly before this returns. No callback runs after this. */
+void cli_input_close(CliInput *in, void (*done)(void *userdata), void *userdata);
+
+/*
+ * Writes to fds in the order the writes were queued, in the thread pool with plain blocking
+ * write(2), so the loop keeps serving the call while a slow reader (a pager, a full pipe) holds the
+ * output back, and no fd shared with other processes is switched to O_NONBLOCK.
+ */
+typedef struct CliOutput CliOutput;
+
+int cli_output_new(uv_loop_t *loop, CliOutput **ret);
+/* Queues a copy of n bytes for fd. After a write failed, every later write returns that error
+ * (negative errno) and nothing more is written. */
+int cli_output_write(CliOutput *o, int fd, const void *p, size_t n);
+/* Bytes queued or being written. */
+size_t cli_output_pending(const CliOutput *o);
+/* `cb` runs (on the loop) whenever the queue has become empty, or a write failed. */
+void cli_output_on_drain(CliOutput *o, void (*cb)(CliOutput *o, void *userdata), void *userdata);
+/* The first write error (negative errno) and its fd, or 0. */
+int cli_output_error(const CliOutput *o, int *ret_fd);
+/* Drops what is still queued, waits for the write in progress, frees; `done` (may be NULL) runs
+ * then, possibly before this returns. */
+void cli_output_close(CliOutput *o, void (*done)(void *userdata), void *userdata);
 
 /* ---- output (cli-output.c) ---- */
 

@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +23,16 @@
         "  --token TOKEN          bearer token (default: $SBX_TOKEN; $SBX_ADMIN_TOKEN for admin and\n"  \
         "                         nodes commands when set)\n"                                           \
         "  --json                 print the server's reply as JSON, for scripts\n"                      \
-        "  --timeout DURATION     deadline of each call, e.g. 30s (default 90s for create, else 15s)\n" \
+        "  --timeout DURATION     deadline of each call, e.g. 30s (default 90s for create, none for\n"  \
+        "                         the streams of exec and cp, else 15s)\n"                              \
         "  -h, --help             help for sbx or for a command\n"
 
 #define ENVIRONMENT_HELP                                                                        \
         "Environment: SBX_ENDPOINT, SBX_TOKEN, SBX_ADMIN_TOKEN; SBX_CA (PEM roots: use TLS),\n" \
-        "SBX_CERT and SBX_KEY (client certificate), SBX_SERVER_NAME (TLS name override).\n"     \
+        "SBX_CERT and SBX_KEY (client certificate), SBX_SERVER_NAME (TLS name override);\n"     \
+        "SBX_DATA_SERVER_NAME (the same for the nodes exec, cp and ls talk to).\n"              \
         "Exit status: 0 success, 1 the call failed (the status is printed), 2 usage error,\n"   \
-        "130 interrupted.\n"
+        "130 interrupted. sbx exec exits with the command's status, or 125 when sbx failed.\n"
 
 #define MIB (1024ULL * 1024ULL)
 /* Usage lines printed with an error stay on one line of a terminal. */
@@ -42,6 +45,8 @@ typedef struct CommandTable {
 
 static const CommandTable tables[] = {
         { cli_sandbox_commands, &cli_sandbox_n_commands },
+        { cli_exec_commands, &cli_exec_n_commands },
+        { cli_file_commands, &cli_file_n_commands },
         { cli_admin_commands, &cli_admin_n_commands },
 };
 
@@ -130,7 +135,8 @@ static void print_commands(FILE *f, const char *prefix)
 static void print_main_help(FILE *f)
 {
         fprintf(f, "usage: sbx [global flags] COMMAND [flags] [arguments]\n\n"
-                   "sbx creates and manages sandboxes through an sbx-scheduler.\n\n"
+                   "sbx creates and manages sandboxes through an sbx-scheduler, and runs commands\n"
+                   "and copies files in them through their nodes.\n\n"
                    "Commands:\n");
         print_commands(f, NULL);
         fprintf(f, "\nRun 'sbx COMMAND --help' for a command's flags.\n\n" GLOBAL_FLAGS_HELP
@@ -392,11 +398,33 @@ static int dispatch(Cli *cli, int argc, char **argv)
         return cmd->run(cli, argc - (int)words + 1, argv + words - 1);
 }
 
+/*
+ * A closed stdin, stdout or stderr would be the next fd gRPC or libuv opens, and our output would
+ * go into their descriptors. /dev/null holds the place, read-only so that writing to a closed
+ * stdout still fails (EBADF) instead of vanishing. An fd below 3 that is close-on-exec was not
+ * inherited but opened before main(): gRPC's start-up probe leaves its eventfd behind when it got
+ * fd 0 (it takes 0 for "no fd"), and nobody uses it, so it gives way too.
+ */
+static void reserve_stdio(void)
+{
+        for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+                int flags = fcntl(fd, F_GETFD);
+                if (flags >= 0 && !(flags & FD_CLOEXEC))
+                        continue;
+                int n = open("/dev/null", O_RDONLY | O_NOCTTY);
+                if (n >= 0 && n != fd) {
+                        (void)dup2(n, fd);
+                        close(n);
+                }
+        }
+}
+
 int main(int argc, char **argv)
 {
         Cli cli = { 0 };
         int r;
 
+        reserve_stdio();
         /* Library chatter (gRPC's own messages) only when asked for. */
         sbx_log_setup("sbx", SBX_LOG_TEXT, getenv("SBX_DEBUG") ? SBX_LOG_DEBUG : SBX_LOG_ERROR);
         r = dispatch(&cli, argc, argv);

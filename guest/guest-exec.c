@@ -367,6 +367,12 @@ _noreturn_ static void child(const Sbx__V1__Guest__Spawn *s, char **argv, char *
                         close(fd);
                 }
         }
+        /* sbx-init shields itself from the OOM killer; its children must not inherit that. */
+        int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (adj >= 0) {
+                (void)!write(adj, "0", 1);
+                close(adj);
+        }
         if (tty_slave >= 0)
                 ioctl(tty_slave, TIOCSCTTY, 0);
         if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)

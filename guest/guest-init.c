@@ -128,6 +128,8 @@ int main(int argc, char **argv)
         r = guest_mount_early();
         if (r < 0)
                 fatal(r, "mounting /proc, /sys and /dev");
+        /* The OOM killer must pick a process of the sandbox, never its init (children reset it). */
+        (void)sbx_write_string("/proc/self/oom_score_adj", "-1000");
         if (probe_requested()) {
                 /* The agent boots us once with "sbx.probe" to learn whether KVM can run a guest. */
                 log_info("sbx-probe-ok");

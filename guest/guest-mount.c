@@ -94,8 +94,6 @@ static int mount_api_fs(const char *root)
         return 0;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
 /* Finds the block device whose virtio serial is `serial` (in /sys/block/<dev>/serial). */
 static int find_by_serial(const char *serial, char *path, size_t n)
 {

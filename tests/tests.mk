@@ -66,7 +66,8 @@ check-unit: $(UNIT_TESTS) $(TEST_PROGRAMS)
 	$(Q)tests/lib/run-unit $(UNIT_TESTS)
 .PHONY: check-unit
 
-check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS)
+# The sandbox tests boot real microVMs from the image (built once per machine, then cached).
+check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS) image
 	$(Q)tests/lib/run-unit $(INTEGRATION_TESTS)
 .PHONY: check-integration
 
@@ -76,7 +77,7 @@ check-interop: $(TEST_PROGRAMS) $(BIN)/sbx-scheduler
 
 # Everything, in the order that fails fastest. Runs make deps first so a fresh machine just works.
 check: deps
-	$(Q)$(MAKE) --no-print-directory all tests
+	$(Q)$(MAKE) --no-print-directory all tests image
 	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop check-integration
 .PHONY: check
 

@@ -130,3 +130,11 @@ int sbx_write_file_atomic(const char *path, const void *p, size_t n, unsigned mo
                 unlink(tmp);
         return r;
 }
+
+int sbx_write_string(const char *path, const char *s)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return sbx_write_full(fd, s, strlen(s));
+}

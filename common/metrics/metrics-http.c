@@ -41,6 +41,8 @@
 struct SbxMetricsServer {
         uv_loop_t *loop;
         SbxMetrics *metrics;
+        SbxReadyFn ready;
+        void *ready_userdata;
         struct lws_context *context;
         struct lws_vhost *vhost;
         /* lws writes NULL here (creation info .pcontext) once it has freed the context. */
@@ -291,6 +293,11 @@ static int handle_request(struct lws *wsi, SbxMetricsServer *s, Session *sess, c
         } else if (streq(path, "/healthz")) {
                 sess->status = HTTP_STATUS_OK;
                 r = sbx_buffer_append_str(&sess->body, "ok\n");
+        } else if (streq(path, "/readyz")) {
+                const char *why = NULL;
+                bool ready = !s->ready || s->ready(s->ready_userdata, &why);
+                sess->status = ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
+                r = sbx_buffer_appendf(&sess->body, "%s\n", ready ? "ready" : why ? why : "not ready");
         } else {
                 sess->status = HTTP_STATUS_NOT_FOUND;
                 r = sbx_buffer_append_str(&sess->body, "not found\n");
@@ -516,4 +523,10 @@ void sbx_metrics_server_close(SbxMetricsServer *s, void (*done)(void *userdata),
         s->done = done;
         s->done_userdata = userdata;
         server_shutdown(s);
+}
+
+void sbx_metrics_server_set_ready(SbxMetricsServer *s, SbxReadyFn ready, void *userdata)
+{
+        s->ready = ready;
+        s->ready_userdata = userdata;
 }
