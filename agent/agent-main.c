@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <x86intrin.h>
 
 #include "agent/agent-vmm.h"
 #include "agent/agent.h"
@@ -62,18 +61,6 @@ static const char *unsearchable_ancestor(const char *path, uid_t uid, gid_t gid)
                 p = slash;
         }
         return NULL;
-}
-
-static uint64_t measure_tsc_khz(void)
-{
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC_RAW, &a);
-        uint64_t t0 = __rdtsc();
-        usleep(100000);
-        uint64_t t1 = __rdtsc();
-        clock_gettime(CLOCK_MONOTONIC_RAW, &b);
-        double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
-        return (uint64_t)((double)(t1 - t0) / ns * 1e6);
 }
 
 /* KVM counts only if a VM actually boots with it: nested setups may expose /dev/kvm that cannot
@@ -331,7 +318,7 @@ static int setup(Agent *a)
                 return log_error_errno(-errno, "The jailer %s is not executable: %m", a->jailer);
         snprintf(a->cgroup_root, sizeof(a->cgroup_root), "sbx-agent-%s", a->cfg.name);
 
-        a->tsc_khz = a->cfg.tsc_khz ? a->cfg.tsc_khz : measure_tsc_khz();
+        a->tsc_khz = a->cfg.tsc_khz ? a->cfg.tsc_khz : agent_vmm_measure_tsc_khz();
         if (streq(a->cfg.accel, "kvm"))
                 a->kvm = true;
         else if (streq(a->cfg.accel, "auto"))

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
 
 #include "common/base/string-util.h"
 
@@ -29,4 +32,16 @@ int agent_vmm_cmdline(const AgentVmmSpec *s, const char *extra, char **ret)
                      extra ? " " : "", strempty(extra)) < 0)
                 return -ENOMEM;
         return 0;
+}
+
+uint64_t agent_vmm_measure_tsc_khz(void)
+{
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC_RAW, &a);
+        uint64_t t0 = __rdtsc();
+        usleep(100000);
+        uint64_t t1 = __rdtsc();
+        clock_gettime(CLOCK_MONOTONIC_RAW, &b);
+        double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+        return (uint64_t)((double)(t1 - t0) / ns * 1e6);
 }

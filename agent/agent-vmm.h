@@ -60,5 +60,8 @@ extern const AgentVmmDriver agent_vmm_cloud_hypervisor;
 /* The driver called `name`, or NULL. */
 const AgentVmmDriver *agent_vmm_find(const char *name);
 
+/* The host's TSC frequency in kHz, measured over 100 ms (TCG guests need it on their command line). */
+uint64_t agent_vmm_measure_tsc_khz(void);
+
 /* The kernel command line for a guest (malloc'ed). */
 int agent_vmm_cmdline(const AgentVmmSpec *s, const char *extra, char **ret);

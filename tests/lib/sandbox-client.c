@@ -132,6 +132,8 @@ static void exec_message(SbxRpcClientCall *c, ProtobufCMessage *message, void *u
                 exec_pump_stdin(e);
                 break;
         case SBX__V1__EXEC_RESPONSE__MSG_STDOUT:
+                if (!res->first_output)
+                        res->first_output = sbx_now_monotonic();
                 res->out_bytes += m->stdout.len;
                 if (e->o->count_only) {
                         for (size_t i = 0; i < m->stdout.len; i++)
@@ -210,7 +212,7 @@ int sbx_test_exec(SbxTestSandbox *sb, const SbxTestExecOptions *o, SbxTestExecRe
                 return r;
         sbx_rpc_client_call_on_drain(e.call, exec_drain, &e);
         while (!e.done) {
-                sbx_test_cluster_run(sb->cluster, 100 * USEC_PER_MSEC);
+                (void)sbx_test_run_until(&sb->cluster->loop, &e.done, 100 * USEC_PER_MSEC);
                 if (o->sample)
                         o->sample(o->userdata);
         }
@@ -317,7 +319,7 @@ static const SbxRpcClientCallbacks transfer_cbs = { .on_message = transfer_messa
 static int transfer_wait(SbxTestSandbox *sb, Transfer *t)
 {
         while (!t->done)
-                sbx_test_cluster_run(sb->cluster, 20 * USEC_PER_MSEC);
+                (void)sbx_test_run_until(&sb->cluster->loop, &t->done, USEC_PER_SEC);
         sbx_rpc_client_call_unref(t->call);
         return t->status->code == SBX_STATUS_OK ? 0 : -EIO;
 }

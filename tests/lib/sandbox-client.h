@@ -67,6 +67,8 @@ typedef struct SbxTestExecResult {
         SbxBuffer out;
         SbxBuffer err;
         uint64_t out_bytes;
+        /* When the first stdout bytes arrived (monotonic), or 0. */
+        usec_t first_output;
         /* Bytes of stdout that were not stdout_fill (count_only). */
         uint64_t out_mismatches;
 } SbxTestExecResult;
