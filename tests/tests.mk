@@ -69,6 +69,7 @@ check-unit: $(UNIT_TESTS) $(TEST_PROGRAMS)
 # The sandbox tests boot real microVMs from the image (built once per machine, then cached).
 check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS) image
 	$(Q)tests/lib/run-unit $(INTEGRATION_TESTS)
+	$(Q)SBX_BIN_DIR=$(BIN) tests/integration/dev-cluster-test
 .PHONY: check-integration
 
 check-interop: $(TEST_PROGRAMS) $(BIN)/sbx-scheduler
