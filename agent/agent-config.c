@@ -56,7 +56,10 @@ static const SbxConfigOption options[] = {
             "The cloud-hypervisor binary; unset disables that driver."),
         OPT("jailer", string, jailer, NULL,
             "The sbx-jailer binary that confines each VMM; default: sbx-jailer next to sbx-agent."),
-        OPT("vmm-user", string, vmm_user, "nobody", "Unprivileged user the VMM processes run as."),
+        OPT("vmm-uid-base", uint32, vmm_uid_base, "2000000",
+            "Each VMM runs as its own uid and gid: this base plus the sandbox's slot (0..slots-1). No "
+            "account may use that range.",
+            .min = 1000, .max = 4000000000u),
         OPT("memory", size, memory, "8GiB", "Memory offered to sandboxes in all.", .min = 1LL << 30,
             .max = INT64_MAX),
         OPT("vcpus", uint32, vcpus, "16", "vCPUs offered to sandboxes in all (they may exceed host cores).",

@@ -31,7 +31,7 @@ typedef struct AgentConfig {
         char *qemu_binary;
         char *ch_binary;
         char *jailer;
-        char *vmm_user;
+        uint32_t vmm_uid_base;
         uint64_t memory;
         uint32_t vcpus;
         uint32_t slots;

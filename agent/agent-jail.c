@@ -76,8 +76,8 @@ static int prepare(Agent *a, const char *id, char paths[2][700], size_t *n)
         return 0;
 }
 
-int agent_jail_argv(Agent *a, const char *id, const char *dir, uint64_t memory_bytes, char *const *argv,
-                    char ***ret)
+int agent_jail_argv(Agent *a, const char *id, const char *dir, uid_t uid, uint64_t memory_bytes,
+                    char *const *argv, char ***ret)
 {
         char paths[2][700];
         char **out = NULL;
@@ -128,11 +128,11 @@ int agent_jail_argv(Agent *a, const char *id, const char *dir, uint64_t memory_b
         }
         PUSH("--chdir");
         PUSH(dir);
-        if (a->vmm_uid != 0) {
+        if (uid != 0) {
                 PUSH("--uid");
-                PUSHF("%u", (unsigned)a->vmm_uid);
+                PUSHF("%u", (unsigned)uid);
                 PUSH("--gid");
-                PUSHF("%u", (unsigned)a->vmm_gid);
+                PUSHF("%u", (unsigned)uid);
                 if (a->kvm_gid != (gid_t)-1) {
                         PUSH("--groups");
                         PUSHF("%u", (unsigned)a->kvm_gid);

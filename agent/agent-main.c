@@ -39,14 +39,15 @@ static usec_t stop_deadline;
 /* ---- host facts ---- */
 
 /* The TSC frequency, measured against CLOCK_MONOTONIC_RAW: TCG guests need it to boot reliably. */
-/* The VMMs run as vmm-user inside their sandbox directories under state-dir: every ancestor must
- * let that user through. Returns the first one that does not, or NULL. */
-static const char *unsearchable_ancestor(const char *path, uid_t uid, gid_t gid)
+/* The VMMs run as uids that own nothing (vmm-uid-base + slot), inside their sandbox directories
+ * under state-dir, reading the image: every ancestor must let "others" through. Returns the first
+ * directory that does not, or NULL. */
+static const char *unsearchable_ancestor(const char *path)
 {
         static char prefix[PATH_MAX];
         char resolved[PATH_MAX];
 
-        if (uid == 0 || !realpath(path, resolved))
+        if (!realpath(path, resolved))
                 return NULL;
         for (char *p = resolved; p;) {
                 char *slash = strchr(p + 1, '/');
@@ -55,8 +56,7 @@ static const char *unsearchable_ancestor(const char *path, uid_t uid, gid_t gid)
                 snprintf(prefix, sizeof(prefix), "%.*s", (int)(len ? len : 1), resolved);
                 if (stat(prefix, &st) < 0)
                         return NULL;
-                mode_t bit = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH;
-                if (!(st.st_mode & bit))
+                if (S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH))
                         return prefix;
                 p = slash;
         }
@@ -293,18 +293,32 @@ static int setup(Agent *a)
         if (mkdir(a->cfg.state_dir, 0755) < 0 && errno != EEXIST)
                 return log_error_errno(-errno, "Failed to create %s: %m", a->cfg.state_dir);
 
-        pw = getpwnam(a->cfg.vmm_user);
-        if (!pw)
-                return log_error_errno(-ESRCH, "vmm-user: no user \"%s\" on this host", a->cfg.vmm_user);
-        a->vmm_uid = pw->pw_uid;
-        a->vmm_gid = pw->pw_gid;
-        const char *blocked = unsearchable_ancestor(a->cfg.state_dir, a->vmm_uid, a->vmm_gid);
+        a->vmm_uid_base = a->cfg.vmm_uid_base;
+        if ((uint64_t)a->vmm_uid_base + a->cfg.slots > UINT32_MAX - 1)
+                return log_error_errno(-ERANGE, "vmm-uid-base: %u + slots %u leaves the uid range",
+                                       a->vmm_uid_base, a->cfg.slots);
+        if ((pw = getpwuid(a->vmm_uid_base)))
+                log_warning("vmm-uid-base: uid %u belongs to the account %s; VMMs should run as uids no "
+                            "account uses",
+                            a->vmm_uid_base, pw->pw_name);
+        /* The VMMs' uids own nothing of ours: what they must reach, "others" must be able to reach. */
+        const char *blocked = unsearchable_ancestor(a->cfg.state_dir);
         if (blocked)
-                return log_error_errno(
-                        -EACCES,
-                        "state-dir: the VMM user %s cannot reach %s: %s is not searchable by it "
-                        "(chmod o+x, or choose another state-dir)",
-                        a->cfg.vmm_user, a->cfg.state_dir, blocked);
+                return log_error_errno(-EACCES,
+                                       "state-dir: the VMMs cannot reach %s: %s is not searchable by others "
+                                       "(chmod o+x, or choose another state-dir)",
+                                       a->cfg.state_dir, blocked);
+        const char *image_files[] = { a->image.kernel, a->image.initramfs, a->image.rootfs };
+        for (size_t i = 0; i < ELEMENTSOF(image_files); i++) {
+                struct stat st;
+                if ((blocked = unsearchable_ancestor(image_files[i])) ||
+                    (stat(image_files[i], &st) == 0 && !(st.st_mode & S_IROTH)))
+                        return log_error_errno(
+                                -EACCES,
+                                "image-dir: the VMMs cannot read %s (%s is closed to others); "
+                                "keep the image where others can read it",
+                                image_files[i], blocked ? blocked : "the file");
+        }
         gr = getgrnam("kvm");
         a->kvm_gid = gr ? gr->gr_gid : (gid_t)-1;
         if (a->cfg.jailer)

@@ -132,7 +132,7 @@ int agent_net_setup(Agent *a, const char *id, AgentNet *ret)
          * the VMM gets an fd opened by us (agent_net_open_tap), so it needs no access to /dev/net/tun.
          * Owned by the VMM user for VMMs that must open it by name (Cloud Hypervisor). It is deleted
          * explicitly at teardown. */
-        if (ioctl(fd, TUNSETOWNER, a->vmm_uid) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
+        if (ioctl(fd, TUNSETOWNER, agent_vmm_uid(a, slot)) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
                 r = -errno;
                 close(fd);
                 return r;

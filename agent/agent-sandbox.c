@@ -482,7 +482,7 @@ static int spawn_vmm(AgentSandbox *sb)
         if ((r = a->vmm->command(a, &sb->spec, &vmm)) < 0)
                 return r;
         uint64_t limit = (uint64_t)sb->memory_mb * 1048576ULL + a->cfg.vmm_overhead;
-        if ((r = agent_jail_argv(a, sb->id, sb->dir, limit, vmm, &argv)) < 0)
+        if ((r = agent_jail_argv(a, sb->id, sb->dir, agent_vmm_uid(a, sb->net.slot), limit, vmm, &argv)) < 0)
                 return r;
         snprintf(log_path, sizeof(log_path), "%s/vmm.log", sb->dir);
         log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -531,28 +531,31 @@ int agent_sandbox_start(Agent *a, const Sbx__V1__SandboxRecord *rec, AgentSandbo
         sb->boot_started = sbx_now_monotonic();
         write_status(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STARTING, NULL);
 
-        char parent[520];
-        step = "making its directory";
-        snprintf(parent, sizeof(parent), "%s/sandboxes", a->cfg.state_dir);
-        (void)mkdir(parent, 0755);
-        if (mkdir(sb->dir, 0750) < 0 && errno != EEXIST) {
-                r = -errno;
-                goto fail;
-        }
-        if (chown(sb->dir, a->vmm_uid, a->vmm_gid) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        step = "copying its disk";
-        if ((r = copy_sparse(a->image.data_template, sb->data_disk, a->vmm_uid, a->vmm_gid)) < 0)
-                goto fail;
+        /* The network slot comes first: it also names the VMM's own uid. */
         step = "setting up its network";
         if ((r = agent_net_setup(a, sb->id, &sb->net)) < 0)
                 goto fail;
         sb->net_up = true;
+        uid_t uid = agent_vmm_uid(a, sb->net.slot);
+
+        char parent[520];
+        step = "making its directory";
+        snprintf(parent, sizeof(parent), "%s/sandboxes", a->cfg.state_dir);
+        (void)mkdir(parent, 0755);
+        if (mkdir(sb->dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                goto fail;
+        }
+        if (chown(sb->dir, uid, uid) < 0) {
+                r = -errno;
+                goto fail;
+        }
         snprintf(net_file, sizeof(net_file), "%s/net", sb->dir);
         snprintf(slot, sizeof(slot), "%d\n", sb->net.slot);
-        (void)sbx_write_file_atomic(net_file, slot, strlen(slot), 0640);
+        (void)sbx_write_file_atomic(net_file, slot, strlen(slot), 0600);
+        step = "copying its disk";
+        if ((r = copy_sparse(a->image.data_template, sb->data_disk, uid, uid)) < 0)
+                goto fail;
 
         step = "starting the VMM";
         if ((r = spawn_vmm(sb)) < 0)

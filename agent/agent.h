@@ -57,8 +57,9 @@ struct Agent {
         const AgentVmmDriver *vmm;
         bool kvm;
         uint64_t tsc_khz;
-        uid_t vmm_uid;
-        gid_t vmm_gid;
+        /* Each sandbox's VMM runs as its own uid and gid, vmm_uid_base + its network slot: no VMM can
+         * touch another's files, sockets, tap or process. */
+        uid_t vmm_uid_base;
         gid_t kvm_gid;
         char jailer[512];
         char cgroup_root[256];
@@ -148,8 +149,14 @@ void agent_net_tap_name(const char *id, char out[16]);
 void agent_jail_cgroup_path(Agent *a, const char *id, char *out, size_t n);
 /* Prefixes a VMM command line with the jailer: its own cgroup with memory and pids limits, its own
  * directory, the unprivileged VMM user. `argv` is NULL-terminated; the result is malloc'ed. */
-int agent_jail_argv(Agent *a, const char *id, const char *dir, uint64_t memory_bytes, char *const *argv,
-                    char ***ret);
+/* The uid (and gid) of the VMM of the sandbox on network slot `slot`. */
+static inline uid_t agent_vmm_uid(const Agent *a, int slot)
+{
+        return a->vmm_uid_base + (uid_t)slot;
+}
+
+int agent_jail_argv(Agent *a, const char *id, const char *dir, uid_t uid, uint64_t memory_bytes,
+                    char *const *argv, char ***ret);
 void agent_jail_remove(Agent *a, const char *id);
 /* Reads the VMM's resident memory (kB) from its cgroup, for metrics and benchmarks. */
 int agent_jail_memory_current(Agent *a, const char *id, uint64_t *ret_bytes);

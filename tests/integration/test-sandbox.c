@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,6 +112,14 @@ static bool process_gone(pid_t pid)
         char p[64];
         snprintf(p, sizeof(p), "/proc/%d", (int)pid);
         return access(p, F_OK) < 0;
+}
+
+static uid_t process_uid(pid_t pid)
+{
+        char p[64];
+        struct stat st;
+        snprintf(p, sizeof(p), "/proc/%d", (int)pid);
+        return pid > 0 && stat(p, &st) == 0 ? st.st_uid : 0;
 }
 
 static SbxTestExecResult run(SbxTestSandbox *sb, const char *const *argv)
@@ -486,6 +495,11 @@ Test(sandbox, access_tokens)
         SbxTestSandbox a, b;
         create(&a, 0, 0);
         create(&b, 0, 0);
+
+        /* The jail: each VMM runs as a uid of its own, never root. */
+        uid_t ua = process_uid(sbx_test_agent_vmm_pid(&A, a.id)),
+              ub = process_uid(sbx_test_agent_vmm_pid(&A, b.id));
+        cr_expect(ua != 0 && ub != 0 && ua != ub, "VMM uids %u and %u", (unsigned)ua, (unsigned)ub);
 
         Sbx__V1__StatRequest sr = SBX__V1__STAT_REQUEST__INIT;
         sr.path = (char *)"/";

@@ -21,28 +21,35 @@ static SbxSimCluster *sim;
 static char *token;       /* org "acme", quota 5 */
 static SbxRpcChannel *ch; /* acme's channel to scheduler 0 */
 
-static void start(unsigned schedulers, uint32_t slots)
+/* Starts etcd, `schedulers` schedulers and the simulated nodes `o` describes (loop and lease TTL
+ * filled in here), and creates org "acme" with the given quota. */
+static void start_with(unsigned schedulers, SbxSimOptions o, unsigned quota)
 {
         memset(&C, 0, sizeof(C));
         cr_assert_eq(sbx_test_cluster_start(&C, schedulers), 0, "control plane did not start");
-        SbxSimOptions o = { .loop = &C.loop,
-                            .regions = (const char *const[]){ "ams", "ord", NULL },
-                            .nodes_per_region = 2,
-                            .memory_mb = 16384,
-                            .vcpus = 16,
-                            .slots = slots,
-                            .boot_delay = 50 * USEC_PER_MSEC,
-                            .lease_ttl = 3 };
+        o.loop = &C.loop;
+        o.lease_ttl = 3;
         cr_assert_eq(sbx_sim_cluster_new(C.etcd_client, &o, &sim), 0);
         usec_t deadline = sbx_now_monotonic() + 10 * USEC_PER_SEC;
         while (!sbx_sim_cluster_ready(sim) && sbx_now_monotonic() < deadline)
                 sbx_test_cluster_run(&C, 20 * USEC_PER_MSEC);
         cr_assert(sbx_sim_cluster_ready(sim), "simulated nodes did not register");
-        token = sbx_test_org(&C, "acme", 5);
+        token = sbx_test_org(&C, "acme", quota);
         cr_assert_not_null(token);
         ch = sbx_test_channel(&C, 0, token);
         /* The schedulers see the nodes through their watches: give them a moment. */
         sbx_test_cluster_run(&C, 300 * USEC_PER_MSEC);
+}
+
+static void start(unsigned schedulers, uint32_t slots)
+{
+        SbxSimOptions o = { .regions = (const char *const[]){ "ams", "ord", NULL },
+                            .nodes_per_region = 2,
+                            .memory_mb = 16384,
+                            .vcpus = 16,
+                            .slots = slots,
+                            .boot_delay = 50 * USEC_PER_MSEC };
+        start_with(schedulers, o, 5);
 }
 
 static void setup(void)
@@ -693,4 +700,191 @@ Test(scheduler, metrics_pass_promtool)
                  "1' %s/metrics.txt",
                  C.dir, C.dir);
         cr_assert_eq(system(cmd), 0, "the create is not counted in /metrics");
+}
+
+/* ---- the reconciler under a node loss, and shutdown in the middle of it ---- */
+
+/* The value of an unlabelled metric on scheduler i's /metrics, or -1. */
+static double metric(unsigned i, const char *name)
+{
+        char cmd[256], line[512];
+        double v = -1;
+        snprintf(cmd, sizeof(cmd), "curl -fsS http://127.0.0.1:%d/metrics", C.schedulers[i].metrics_port);
+        FILE *f = popen(cmd, "r");
+        if (!f)
+                return -1;
+        size_t n = strlen(name);
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, name, n) == 0 && line[n] == ' ')
+                        v = strtod(line + n + 1, NULL);
+        pclose(f);
+        return v;
+}
+
+static bool log_has(unsigned i, const char *needle)
+{
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "grep -qF '%s' %s", needle, C.schedulers[i].log);
+        return system(cmd) == 0;
+}
+
+typedef struct Placed {
+        bool done;
+        SbxStatus code;
+        char node[64];
+        char id[64];
+} Placed;
+
+static void placed_cb(const SbxRpcStatus *st, ProtobufCMessage *resp, void *userdata)
+{
+        Placed *p = userdata;
+        p->done = true;
+        p->code = st->code;
+        if (resp) {
+                Sbx__V1__Sandbox *sb = (Sbx__V1__Sandbox *)resp;
+                snprintf(p->node, sizeof(p->node), "%s", sb->node);
+                snprintf(p->id, sizeof(p->id), "%s", sb->id);
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+}
+
+static void setup_big_nodes(void)
+{
+        /* One scheduler (so it leads), four roomy nodes in one region. */
+        SbxSimOptions o = { .regions = (const char *const[]){ "ams", NULL },
+                            .nodes_per_region = 4,
+                            .memory_mb = 1u << 30,
+                            .vcpus = 1u << 20,
+                            .slots = 100000,
+                            .boot_delay = 0 };
+        start_with(1, o, 100000);
+}
+
+Test(scheduler_big, lost_node_with_hundreds_of_sandboxes_bounded_reconciler_and_prompt_shutdown,
+     .init = setup_big_nodes, .fini = teardown, .timeout = 180)
+{
+        enum { N = 400, CONC = 8 };
+        static Placed p[N];
+        unsigned issued = 0, done = 0;
+        Sbx__V1__CreateSandboxRequest req = SBX__V1__CREATE_SANDBOX_REQUEST__INIT;
+        SbxRpcCallOptions opts = { .timeout = 60 * USEC_PER_SEC };
+
+        memset(p, 0, sizeof(p));
+        req.region = (char *)"ams";
+        usec_t deadline = sbx_now_monotonic() + 120 * USEC_PER_SEC;
+        while (done < N && sbx_now_monotonic() < deadline) {
+                done = 0;
+                unsigned running = 0;
+                for (unsigned i = 0; i < issued; i++) {
+                        done += p[i].done;
+                        running += !p[i].done;
+                }
+                for (; running < CONC && issued < N; running++, issued++)
+                        cr_assert_eq(sbx_rpc_unary(ch, &sbx_test_m_create, &req.base, &opts, placed_cb,
+                                                   &p[issued], NULL),
+                                     0);
+                uv_run(&C.loop, UV_RUN_ONCE);
+        }
+        cr_assert_eq(done, N, "only %u of %d creates finished", done, N);
+
+        /* The node with the most sandboxes goes. */
+        char lost[64] = "";
+        unsigned on_lost = 0;
+        for (unsigned k = 0; k < 4; k++) {
+                const char *name = sbx_sim_node_name(sim, k);
+                unsigned count = 0;
+                for (unsigned i = 0; i < N; i++) {
+                        cr_assert_eq(p[i].code, SBX_STATUS_OK, "create %u failed: %s", i, sbx_status_name(p[i].code));
+                        count += streq(p[i].node, name);
+                }
+                if (count > on_lost) {
+                        on_lost = count;
+                        snprintf(lost, sizeof(lost), "%s", name);
+                }
+        }
+        cr_log_info("%u sandboxes on %s, the node that is lost", on_lost, lost);
+        cr_assert_gt(on_lost, 64, "the test needs more sandboxes on one node than the reconciler's bound");
+        cr_assert_eq(org_usage("acme").sandboxes, N);
+
+        /* The reconciler finalizes the lost sandboxes at most 64 at a time... */
+        cr_assert_eq(sbx_sim_node_revoke(sim, lost), 0);
+        double max_in_flight = 0;
+        deadline = sbx_now_monotonic() + 10 * USEC_PER_SEC;
+        while (!log_has(0, "Reconciler at its limit of 64") && sbx_now_monotonic() < deadline) {
+                double v = metric(0, "sbx_scheduler_reconcile_in_flight");
+                if (v > max_in_flight)
+                        max_in_flight = v;
+                sbx_test_cluster_run(&C, 5 * USEC_PER_MSEC);
+        }
+        cr_assert(log_has(0, "Reconciler at its limit of 64"), "the reconciler never reached its bound");
+        cr_assert_leq(max_in_flight, 64);
+
+        /* ... and a shutdown in the middle of it does not wait for that work: the next leader
+         * redoes whatever was not finished. */
+        usec_t t0 = sbx_now_monotonic();
+        cr_assert_eq(sbx_test_scheduler_stop(&C, 0, SIGTERM), 0, "the scheduler did not exit cleanly");
+        usec_t took = sbx_now_monotonic() - t0;
+        cr_log_info("SIGTERM to exit: %.2f s", (double)took / 1e6);
+        cr_assert_lt(took, 4 * USEC_PER_SEC, "shutdown took %.2f s", (double)took / 1e6);
+
+        cr_assert_eq(sbx_test_scheduler_start(&C, 0), 0);
+        cr_assert(wait_usage("acme", N - on_lost, 30 * USEC_PER_SEC),
+                  "the quota of the lost sandboxes was not released after the restart (usage %u, want %u)",
+                  org_usage("acme").sandboxes, N - on_lost);
+        for (unsigned i = 0; i < N; i += 37)
+                if (streq(p[i].node, lost))
+                        cr_assert_neq(wait_state(p[i].id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_LOST,
+                                                 5 * USEC_PER_SEC),
+                                      USEC_INFINITY, "%s is not LOST", p[i].id);
+        double v = metric(0, "sbx_scheduler_reconcile_in_flight");
+        cr_assert_leq(v, 64);
+}
+
+/* ---- read-your-writes on admin calls ---- */
+
+Test(scheduler, admin_writes_are_visible_to_the_next_call_on_the_same_replica)
+{
+        SbxRpcChannel *admin = sbx_test_channel(&C, 0, C.admin_token);
+
+        /* CreateToken looks the org up in the replica's mirror: it must find the org CreateOrg just
+         * wrote, every time. */
+        for (int i = 0; i < 40; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "ryw-%02d", i);
+                Sbx__V1__CreateOrgRequest org = SBX__V1__CREATE_ORG_REQUEST__INIT;
+                org.name = name;
+                org.max_sandboxes = 3;
+                Outcome o = call(admin, &sbx_test_m_create_org, &org.base);
+                cr_assert_eq(o.r, 0, "CreateOrg %s: %s", name, o.message);
+                outcome_done(&o);
+                Sbx__V1__CreateTokenRequest tok = SBX__V1__CREATE_TOKEN_REQUEST__INIT;
+                tok.org = name;
+                tok.role = SBX__V1__ROLE__ROLE_USER;
+                o = call(admin, &sbx_test_m_create_token, &tok.base);
+                cr_assert_eq(o.r, 0, "CreateToken right after CreateOrg %s: %s: %s", name,
+                             sbx_status_name(o.code), o.message);
+                outcome_done(&o);
+        }
+
+        /* A raised quota holds for the very next Create. */
+        Sbx__V1__UpdateOrgRequest up = SBX__V1__UPDATE_ORG_REQUEST__INIT;
+        up.name = (char *)"acme";
+        up.max_sandboxes = 1;
+        Outcome o = call(admin, &sbx_test_m_update_org, &up.base);
+        cr_assert_eq(o.r, 0, "%s", o.message);
+        outcome_done(&o);
+        o = create(ch, "ams", 0, false);
+        cr_assert_eq(o.r, 0, "%s", o.message);
+        outcome_done(&o);
+        o = create(ch, "ams", 0, false);
+        cr_assert_eq(o.code, SBX_STATUS_RESOURCE_EXHAUSTED, "quota 1 was not applied: %s", o.message);
+        outcome_done(&o);
+        up.max_sandboxes = 2;
+        o = call(admin, &sbx_test_m_update_org, &up.base);
+        cr_assert_eq(o.r, 0, "%s", o.message);
+        outcome_done(&o);
+        o = create(ch, "ams", 0, false);
+        cr_assert_eq(o.r, 0, "quota 2 was not applied at once: %s", o.message);
+        outcome_done(&o);
+        sbx_rpc_channel_free(admin);
 }
