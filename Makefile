@@ -5,6 +5,8 @@
 #   make deps             install the Debian and npm packages the build and the tests need
 #   make check            deps, build, and every test family (unit, integration, interop, ...)
 #   make check-unit       Criterion unit tests only (seconds)
+#   make check-ops        the operations files under deploy/ against the daemons (seconds)
+#   make config-examples  rewrite deploy/config/*.conf.example from the daemons' --print-config
 #   make image            the guest image into build/image (kernel and base disk cached per machine)
 #   make demo             deps, build, image, a local two-region cluster, a sandbox running a command
 #   make SAN=1 ...        the same with AddressSanitizer + UndefinedBehaviorSanitizer (into build/san/)
@@ -66,7 +68,7 @@ LDFLAGS_ALL = $(SAN_FLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 GEN_CFLAGS = -std=gnu11 $(OPT) -g -pipe -fPIC $(SAN_FLAGS) $(PKG_CFLAGS) -w
 
 LIBS_GRPC := -lgrpc -lgpr
-LIBS_COMMON = $(LIBS_GRPC) -lprotobuf-c -luv -lssl -lcrypto -ljansson -lwebsockets -lm
+LIBS_COMMON = $(LIBS_GRPC) -lprotobuf-c -luv -lssl -lcrypto -ljansson -lwebsockets -lcares -lhttp_parser -lm
 
 BIN := $(O)/bin
 

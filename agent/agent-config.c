@@ -82,7 +82,21 @@ static const SbxConfigOption options[] = {
             "IPv4 range carved into one /30 per sandbox (host side .1, guest .2)."),
         OPT("mtu", uint32, mtu, "1500", "MTU of the sandboxes' network.", .min = 576, .max = 9000),
         OPT("guest-dns", strv, guest_dns, NULL,
-            "DNS servers given to guests; default: the sandbox's gateway."),
+            "DNS servers given to guests; default: the sandbox's gateway (the agent's forwarder, which "
+            "enforces the allow-list: keep the default unless egress is enforced elsewhere)."),
+        OPT("dns-port", uint32, dns_port, "10053",
+            "Port of the agent's DNS forwarder; the sandboxes' DNS (port 53) is redirected to it.", .min = 1,
+            .max = 65535),
+        OPT("proxy-http-port", uint32, proxy_http_port, "10080",
+            "Port of the egress proxy for the sandboxes' TCP port 80.", .min = 1, .max = 65535),
+        OPT("proxy-https-port", uint32, proxy_https_port, "10443",
+            "Port of the egress proxy for the sandboxes' TCP port 443.", .min = 1, .max = 65535),
+        OPT("dns-upstream", strv, dns_upstream, NULL,
+            "Comma-separated resolvers (ip or ip:port) the forwarder and proxy ask; default: those of "
+            "/etc/resolv.conf."),
+        OPT("egress-upstream-ca", string, egress_upstream_ca, NULL,
+            "PEM CA bundle that upstream servers of intercepted connections are verified against; "
+            "default: the system trust store."),
         OPT("tsc-khz", size, tsc_khz, NULL,
             "The host TSC frequency in kHz passed to TCG guests (they hang without it); default: measured."),
         OPT("log-level", log_level, log_level, "info", "debug, info, warning or error."),

@@ -43,6 +43,11 @@ typedef struct AgentConfig {
         char *subnet;
         uint32_t mtu;
         char **guest_dns;
+        uint32_t dns_port;
+        uint32_t proxy_http_port;
+        uint32_t proxy_https_port;
+        char **dns_upstream;
+        char *egress_upstream_ca;
         uint64_t tsc_khz;
         SbxLogLevel log_level;
         SbxLogFormat log_format;

@@ -22,6 +22,7 @@
 
 #include "agent/agent-vmm.h"
 #include "agent/agent.h"
+#include "agent/egress.h"
 #include "common/base/fd-util.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
@@ -32,7 +33,7 @@ extern char **environ;
 
 static Agent agent;
 static SbxSignals *signals;
-static bool rpc_down, metrics_down;
+static bool rpc_down, metrics_down, egress_down;
 static uv_timer_t stop_timer;
 static usec_t stop_deadline;
 
@@ -166,6 +167,7 @@ static int parse_subnet(Agent *a)
         if (inet_pton(AF_INET, buf, &in) != 1)
                 return log_error_errno(-EINVAL, "subnet: \"%s\" is not an IPv4 CIDR", a->cfg.subnet);
         a->subnet_base = ntohl(in.s_addr) & (prefix ? ~0u << (32 - prefix) : 0);
+        a->subnet_prefix = prefix;
         a->n_slots = (1u << (32 - prefix)) / 4;
         a->slots_used = calloc(a->n_slots, 1);
         return a->slots_used ? 0 : log_oom();
@@ -183,9 +185,17 @@ static void on_metrics_down(void *userdata)
         metrics_down = true;
 }
 
+static void on_egress_down(void *userdata)
+{
+        egress_down = true;
+}
+
 static void finish_shutdown(Agent *a)
 {
         agent_reconcile_stop(a);
+        /* Every sandbox has ended: the table goes, and the forwarder and proxy stop. */
+        egress_free(a->egress, on_egress_down, NULL);
+        a->egress = NULL;
         a->etcd = sbx_etcd_free(a->etcd);
         if (a->metrics_server)
                 sbx_metrics_server_close(a->metrics_server, on_metrics_down, NULL);
@@ -363,6 +373,8 @@ static int setup(Agent *a)
         SbxEtcdOptions eo = { .endpoints = a->cfg.etcd_endpoints, .tls = a->cfg.etcd_ca ? &etcd_tls : NULL };
         if ((r = sbx_etcd_new(a->rpc, &eo, &a->etcd)) < 0)
                 return log_error_errno(r, "Failed to set up the etcd client: %m");
+        if ((r = egress_new(a, &a->egress)) < 0)
+                return log_error_errno(r, "Failed to set up egress enforcement: %m");
         if ((r = agent_reconcile_start(a)) < 0)
                 return log_oom();
 
@@ -414,8 +426,10 @@ int main(int argc, char **argv)
                 } else {
                         rpc_down = metrics_down = true;
                 }
+                egress_free(a->egress, on_egress_down, NULL);
+                a->egress = NULL;
         }
-        while (!rpc_down || !metrics_down)
+        while (!rpc_down || !metrics_down || !egress_down)
                 uv_run(&loop, UV_RUN_ONCE);
         sbx_signals_close(signals);
         sbx_loop_close_all(&loop);

@@ -23,6 +23,7 @@
 #include "agent/agent-channel.h"
 #include "agent/agent-vmm.h"
 #include "agent/agent.h"
+#include "agent/egress.h"
 #include "common/base/fd-util.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
@@ -62,6 +63,10 @@ struct AgentSandbox {
         /* The channel dropped while the sandbox ran; the VMM's own exit, if it follows, says why. */
         bool channel_lost;
         bool killed_by_us;
+        /* Egress: its rules now, its secrets opened before the VMM starts. */
+        EgressSandbox *egress;
+        /* The guest's environment from the spec: each secret's name with its placeholder. */
+        char **env_keys, **env_values;
 };
 
 #define SB_FIELDS(sb) LOG_FIELDS({ "sandbox", (sb)->id }, { "org", (sb)->org })
@@ -154,6 +159,8 @@ static void sandbox_unref(AgentSandbox *sb)
 {
         if (--sb->closing > 0)
                 return;
+        strv_free(sb->env_keys);
+        strv_free(sb->env_values);
         free(sb);
 }
 
@@ -198,6 +205,10 @@ static void finish(AgentSandbox *sb)
         if (sb->ch) {
                 agent_channel_close(sb->ch);
                 sb->ch = NULL;
+        }
+        if (sb->egress) {
+                egress_sandbox_remove(sb->egress);
+                sb->egress = NULL;
         }
         if (sb->net_up) {
                 agent_net_remove(a, &sb->net);
@@ -412,6 +423,21 @@ static int connect_channel(AgentSandbox *sb, bool fresh)
         c.hostname = (char *)"sandbox";
         c.realtime_ms = sbx_now_ms();
         c.user = (char *)"app";
+        c.ca_pem = (char *)(egress_ca_pem(a->egress) ? egress_ca_pem(a->egress) : "");
+        size_t n_env = strv_length(sb->env_keys);
+        /* The channel packs the Config at once: these live until it returns. */
+        _cleanup_free_ Sbx__V1__Guest__Config__EnvEntry *entries = calloc(n_env + 1, sizeof(*entries));
+        _cleanup_free_ Sbx__V1__Guest__Config__EnvEntry **ptrs = calloc(n_env + 1, sizeof(*ptrs));
+        if (!entries || !ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_env; i++) {
+                sbx__v1__guest__config__env_entry__init(&entries[i]);
+                entries[i].key = sb->env_keys[i];
+                entries[i].value = sb->env_values[i];
+                ptrs[i] = &entries[i];
+        }
+        c.env = ptrs;
+        c.n_env = n_env;
         c.base_device = (char *)a->vmm->base_device;
         c.data_device = (char *)a->vmm->data_device;
         return agent_channel_connect(a->loop, path, port, &c, a->cfg.boot_timeout, &channel_cbs, sb,
@@ -518,6 +544,51 @@ static int spawn_vmm(AgentSandbox *sb)
         return 0;
 }
 
+static void prepare_failed(AgentSandbox *sb, const char *step, int r)
+{
+        log_error_errno(r, "Failed to prepare sandbox %s (%s): %m", sb->id, step);
+        sbx_counter_inc(sb->a->m.starts, SBX_LABELS("failed"));
+        sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+        snprintf(sb->final_reason, sizeof(sb->final_reason), "could not prepare the sandbox (%s): %s", step,
+                 sbx_error_message(r));
+        sb->phase = PHASE_STOPPING;
+        finish(sb);
+}
+
+/* The VMM starts once the sandbox's egress is in place and its secrets are open. */
+static void egress_ready(int error, void *userdata)
+{
+        AgentSandbox *sb = userdata;
+        Agent *a = sb->a;
+        int r;
+
+        if (sb->phase != PHASE_PREPARING)
+                return;
+        if (error < 0) {
+                prepare_failed(sb, "opening its secrets", error);
+                return;
+        }
+        if ((r = spawn_vmm(sb)) < 0) {
+                prepare_failed(sb, "starting the VMM", r);
+                return;
+        }
+        sb->phase = PHASE_BOOTING;
+        uv_timer_start(&sb->boot_timer, on_boot_timeout, sbx_usec_to_msec_ceil(a->cfg.boot_timeout), 0);
+        if (a->vmm->configure) {
+                if ((r = a->vmm->configure(a, &sb->spec, configured, sb)) < 0)
+                        goto fail_running;
+                sb->configuring = true;
+        }
+        if ((r = connect_channel(sb, true)) < 0)
+                goto fail_running;
+        return;
+
+fail_running:
+        sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+        snprintf(sb->final_reason, sizeof(sb->final_reason), "could not start: %s", sbx_error_message(r));
+        agent_sandbox_stop(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, sb->final_reason);
+}
+
 int agent_sandbox_start(Agent *a, const Sbx__V1__SandboxRecord *rec, AgentSandbox **ret)
 {
         AgentSandbox *sb = sandbox_new(a, rec->id, rec);
@@ -557,36 +628,20 @@ int agent_sandbox_start(Agent *a, const Sbx__V1__SandboxRecord *rec, AgentSandbo
         if ((r = copy_sparse(a->image.data_template, sb->data_disk, uid, uid)) < 0)
                 goto fail;
 
-        step = "starting the VMM";
-        if ((r = spawn_vmm(sb)) < 0)
+        step = "setting up its egress rules";
+        for (size_t i = 0; rec->spec && i < rec->spec->n_secrets; i++)
+                if ((r = strv_extend(&sb->env_keys, rec->spec->secrets[i]->name)) < 0 ||
+                    (r = strv_extend(&sb->env_values, rec->spec->secrets[i]->placeholder)) < 0)
+                        goto fail;
+        if ((r = egress_sandbox_add(a->egress, sb->id, &sb->net, rec->spec, egress_ready, sb, &sb->egress)) <
+            0)
                 goto fail;
-        sb->phase = PHASE_BOOTING;
-        uv_timer_start(&sb->boot_timer, on_boot_timeout, sbx_usec_to_msec_ceil(a->cfg.boot_timeout), 0);
-        if (a->vmm->configure) {
-                if ((r = a->vmm->configure(a, &sb->spec, configured, sb)) < 0)
-                        goto fail_running;
-                sb->configuring = true;
-        }
-        if ((r = connect_channel(sb, true)) < 0)
-                goto fail_running;
+        /* egress_ready() boots it once the secrets are open. */
         *ret = sb;
-        return 0;
-
-fail_running:
-        sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
-        snprintf(sb->final_reason, sizeof(sb->final_reason), "could not start: %s", sbx_error_message(r));
-        *ret = sb;
-        agent_sandbox_stop(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, sb->final_reason);
         return 0;
 fail:
-        log_error_errno(r, "Failed to prepare sandbox %s (%s): %m", sb->id, step);
-        sbx_counter_inc(a->m.starts, SBX_LABELS("failed"));
-        sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
-        snprintf(sb->final_reason, sizeof(sb->final_reason), "could not prepare the sandbox (%s): %s", step,
-                 sbx_error_message(r));
-        sb->phase = PHASE_STOPPING;
+        prepare_failed(sb, step, r);
         *ret = sb;
-        finish(sb);
         return 0;
 }
 
@@ -626,6 +681,16 @@ static bool is_our_vmm(pid_t pid, const char *dir)
         return strstr(cmdline, dir) != NULL;
 }
 
+static void adopted_egress(int error, void *userdata)
+{
+        AgentSandbox *sb = userdata;
+        if (error < 0)
+                log_warning_fields(SB_FIELDS(sb),
+                                   "The adopted sandbox's secrets could not be opened (%s); its "
+                                   "requests leave with their placeholders",
+                                   sbx_error_message(error));
+}
+
 int agent_sandbox_adopt(Agent *a, const char *id, const Sbx__V1__SandboxRecord *rec, AgentSandbox **ret)
 {
         AgentSandbox *sb = sandbox_new(a, id, rec);
@@ -651,6 +716,11 @@ int agent_sandbox_adopt(Agent *a, const char *id, const Sbx__V1__SandboxRecord *
         sb->proc_alive = true;
         if ((r = agent_net_adopt(a, id, &sb->net)) >= 0)
                 sb->net_up = true;
+        /* The rules went with the agent's table at its restart: put them back, and the secrets. */
+        if (sb->net_up && (r = egress_sandbox_add(a->egress, id, &sb->net, rec ? rec->spec : NULL,
+                                                  adopted_egress, sb, &sb->egress)) < 0)
+                log_warning_fields(SB_FIELDS(sb), "Could not restore the sandbox's egress rules: %s",
+                                   sbx_error_message(r));
         sb->phase = PHASE_RUNNING;
         if ((r = connect_channel(sb, false)) < 0) {
                 agent_sandbox_stop(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,

@@ -80,6 +80,9 @@ struct Agent {
         uint8_t *slots_used;
         uint32_t n_slots;
         uint32_t subnet_base; /* host byte order */
+        unsigned subnet_prefix;
+        /* Egress enforcement (agent/egress.h). */
+        struct Egress *egress;
         bool stopping;
 };
 

@@ -3,7 +3,7 @@
 AGENT_SRCS := $(filter-out agent/agent-main.c agent/jailer.c,$(wildcard agent/*.c))
 $(eval $(call module,agent,$(AGENT_SRCS)))
 # libcurl talks to Cloud Hypervisor's REST API on its unix socket (agent-vmm-ch.c).
-AGENT_LIBS := $(shell pkg-config --libs libnl-route-3.0 libcurl 2>/dev/null)
+AGENT_LIBS := $(shell pkg-config --libs libnl-route-3.0 libnftables libcurl 2>/dev/null)
 PKG_CFLAGS_AGENT := $(shell pkg-config --cflags libnl-route-3.0 libcurl 2>/dev/null)
 $(O)/obj/agent/%.o: CFLAGS += $(PKG_CFLAGS_AGENT)
 $(O)/obj/tests/%.o: CFLAGS += $(PKG_CFLAGS_AGENT)

@@ -15,8 +15,9 @@ $(eval $(call module,token,$(wildcard common/token/*.c)))
 $(eval $(call module,policy,$(wildcard common/policy/*.c)))
 $(eval $(call module,store,$(wildcard common/store/*.c)))
 $(eval $(call module,channel,$(wildcard common/channel/*.c)))
+$(eval $(call module,wire,$(wildcard common/wire/*.c)))
 
 # Link order for static archives: dependents first.
-COMMON_LIBS = $(channel_LIB) $(store_LIB) $(policy_LIB) $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
+COMMON_LIBS = $(wire_LIB) $(channel_LIB) $(store_LIB) $(policy_LIB) $(token_LIB) $(crypto_LIB) $(etcd_LIB) $(rpc_LIB) $(metrics_LIB) $(loop_LIB) $(config_LIB) $(log_LIB) $(base_LIB) $(PROTO_LIB)
 
 ALL_TARGETS += $(COMMON_LIBS)

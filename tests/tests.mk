@@ -2,6 +2,8 @@
 #   check-unit         Criterion tests under tests/unit/, mirroring the source tree
 #   check-integration  real daemons and real etcd (tests/integration/)
 #   check-interop      Node's test runner + @grpc/grpc-js against our C code (tests/interop/)
+#   check-ops          deploy/: config examples, Prometheus rules and config, systemd units, and the
+#                      metric names they use against real daemons (tests/ops/)
 #   fuzz / check-fuzz  libFuzzer targets under tests/fuzz/ (check-fuzz replays the corpus briefly)
 
 CRITERION_LIBS := -lcriterion
@@ -26,12 +28,12 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(TEST_BIN)/unit/%,$(UNIT_TEST_SRCS))
 
 # Unit tests link the program archives too (a test of scheduler/x.c links libsbx-sched.a, not the
 # daemon); the linker takes only the objects a test uses.
-PROGRAM_LIBS = $(sched_LIB)
+PROGRAM_LIBS = $(sched_LIB) $(agent_LIB)
 
 $(TEST_BIN)/unit/%: $(O)/obj/tests/unit/%.o $(testlib_LIB) $(PROGRAM_LIBS) $(COMMON_LIBS) $(TEST_PROTO_LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(PROGRAM_LIBS) \
-		$(COMMON_LIBS) $(LIBS_COMMON) $(CRITERION_LIBS)
+		$(COMMON_LIBS) $(LIBS_COMMON) $(AGENT_LIBS) $(CRITERION_LIBS)
 
 # Integration tests: Criterion binaries that drive real daemons, real etcd and (later) microVMs.
 INTEGRATION_TEST_SRCS := $(shell find tests/integration -name 'test-*.c' 2>/dev/null)
@@ -76,17 +78,32 @@ check-interop: $(TEST_PROGRAMS) $(BIN)/sbx-scheduler
 	$(Q)tests/interop/run $(O)
 .PHONY: check-interop
 
+# The operations files under deploy/ (tests/ops/run): the example configs are what the daemons
+# print, promtool and systemd-analyze accept the Prometheus files and the units, and every metric
+# the rules and the Grafana dashboard use is exported by real daemons (etcd, sbx-scheduler,
+# simulated nodes and a cordoned sbx-agent; root).
+check-ops: $(BIN)/sbx-scheduler $(BIN)/sbx-agent $(BIN)/sbx-jailer $(TEST_BIN)/programs/sim-agents
+	$(Q)tests/ops/run $(O)
+.PHONY: check-ops
+
+# Rewrites deploy/config/*.conf.example from the daemons' --print-config (check-ops compares them).
+config-examples: $(BIN)/sbx-scheduler $(BIN)/sbx-agent
+	$(Q)$(BIN)/sbx-scheduler --print-config >deploy/config/sbx-scheduler.conf.example
+	$(Q)$(BIN)/sbx-agent --print-config >deploy/config/sbx-agent.conf.example
+.PHONY: config-examples
+
 # Everything, in the order that fails fastest. Runs make deps first so a fresh machine just works.
 check: deps
 	$(Q)$(MAKE) --no-print-directory all tests image
-	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop check-integration
+	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop check-ops \
+		check-integration
 .PHONY: check
 
 # ---- fuzzing (clang + libFuzzer; separate objects under $(O)/fuzz) ----
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
-FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c common/policy/*.c common/channel/*.c)
+FUZZ_LIB_SRCS := $(wildcard common/base/*.c common/log/*.c common/config/*.c common/crypto/*.c common/token/*.c common/policy/*.c common/channel/*.c common/wire/*.c)
 FUZZ_LIB_OBJS := $(patsubst %.c,$(O)/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRCS))

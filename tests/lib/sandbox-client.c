@@ -27,6 +27,16 @@ int sbx_test_sandbox_create(SbxTestCluster *c, const char *org_token, const char
                             uint64_t lifetime_ms, SbxTestSandbox *ret, SbxRpcStatus *ret_status)
 {
         Sbx__V1__CreateSandboxRequest req = SBX__V1__CREATE_SANDBOX_REQUEST__INIT;
+        req.region = (char *)(region ? region : "");
+        req.memory_mb = memory_mb;
+        req.lifetime_ms = lifetime_ms;
+        return sbx_test_sandbox_create_req(c, org_token, &req, ret, ret_status);
+}
+
+int sbx_test_sandbox_create_req(SbxTestCluster *c, const char *org_token,
+                                const Sbx__V1__CreateSandboxRequest *req, SbxTestSandbox *ret,
+                                SbxRpcStatus *ret_status)
+{
         Sbx__V1__Sandbox *sb = NULL;
         SbxRpcChannel *ch = sbx_test_channel(c, 0, org_token);
         int r;
@@ -34,16 +44,14 @@ int sbx_test_sandbox_create(SbxTestCluster *c, const char *org_token, const char
         *ret = (SbxTestSandbox){ .cluster = c };
         if (!ch)
                 return -ENOMEM;
-        req.region = (char *)(region ? region : "");
-        req.memory_mb = memory_mb;
-        req.lifetime_ms = lifetime_ms;
         SbxRpcCallOptions o = { .timeout = 90 * USEC_PER_SEC };
-        r = sbx_rpc_unary_sync(ch, &sbx_test_m_create, &req.base, &o, ret_status, (ProtobufCMessage **)&sb);
+        r = sbx_rpc_unary_sync(ch, &sbx_test_m_create, &req->base, &o, ret_status, (ProtobufCMessage **)&sb);
         sbx_rpc_channel_free(ch);
         if (r < 0)
                 return r;
         snprintf(ret->id, sizeof(ret->id), "%s", sb->id);
         snprintf(ret->data_address, sizeof(ret->data_address), "%s", sb->data_address);
+        snprintf(ret->node, sizeof(ret->node), "%s", sb->node);
         ret->access_token = strdup(sb->access_token);
         ret->boot_duration_ms = sb->boot_duration_ms;
         protobuf_c_message_free_unpacked(&sb->base, NULL);

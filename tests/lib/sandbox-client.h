@@ -20,6 +20,7 @@ typedef struct SbxTestSandbox {
         SbxTestCluster *cluster;
         char id[64];
         char data_address[64];
+        char node[64];
         char *access_token;
         SbxRpcChannel *data;
         uint64_t boot_duration_ms;
@@ -28,6 +29,10 @@ typedef struct SbxTestSandbox {
 /* Creates a sandbox (Create waits until it runs) with `org_token`; memory_mb/vcpus 0: defaults. */
 int sbx_test_sandbox_create(SbxTestCluster *c, const char *org_token, const char *region, uint32_t memory_mb,
                             uint64_t lifetime_ms, SbxTestSandbox *ret, SbxRpcStatus *ret_status);
+/* The same with a whole request (allow-list, secrets, ...). */
+int sbx_test_sandbox_create_req(SbxTestCluster *c, const char *org_token,
+                                const Sbx__V1__CreateSandboxRequest *req, SbxTestSandbox *ret,
+                                SbxRpcStatus *ret_status);
 /* Frees the client side (the sandbox itself is left alone). */
 void sbx_test_sandbox_done(SbxTestSandbox *sb);
 

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The DNS forwarder every sandbox talks to (its resolver is its gateway; nftables redirects port 53
+ * here). A query is parsed (common/wire), its sandbox found by source address, and its name checked
+ * against the sandbox's policy:
+ *
+ *   not allowed    NXDOMAIN, answered here (the name does not exist for this sandbox)
+ *   allowed        forwarded upstream as it came (c-ares); the IPv4 addresses of the answer join
+ *                  the sandbox's set (on the entries' ports) before the answer goes back, so the
+ *                  guest's first connection already passes; they lapse after the answer's TTL
+ *                  (at least a minute) plus a grace, unless a later answer renews them
+ *   open internet  forwarded, nothing to learn (the open internet needs no sets)
+ *
+ * Only UDP is served: guests' resolvers use it, and c-ares itself falls back to TCP upstream when an
+ * answer is truncated.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/egress.h"
+#include "common/base/string-util.h"
+#include "common/log/log.h"
+#include "common/store/store.h"
+#include "common/wire/wire.h"
+
+#define TTL_MIN_S   60
+#define TTL_MAX_S   86400
+#define TTL_GRACE_S 30
+#define MAX_ADDRS   32
+
+/* ---- c-ares on the loop ---- */
+
+typedef struct Poll {
+        uv_poll_t h;
+        Egress *e;
+        int fd;
+} Poll;
+
+static void arm_timer(Egress *e);
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+        Poll *p = h->data;
+        ares_socket_t r = (events & UV_READABLE) || status < 0 ? p->fd : ARES_SOCKET_BAD;
+        ares_socket_t w = (events & UV_WRITABLE) || status < 0 ? p->fd : ARES_SOCKET_BAD;
+        Egress *e = p->e;
+        ares_process_fd(e->ares, r, w);
+        arm_timer(e);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+        Egress *e = data;
+        char key[16];
+        snprintf(key, sizeof(key), "%d", fd);
+        Poll *p = sbx_hashmap_get(e->ares_polls, key);
+
+        if (!readable && !writable) {
+                if (p) {
+                        sbx_hashmap_remove(e->ares_polls, key);
+                        uv_close((uv_handle_t *)&p->h, poll_closed);
+                }
+                return;
+        }
+        if (!p) {
+                p = calloc(1, sizeof(*p));
+                if (!p)
+                        return;
+                p->e = e;
+                p->fd = fd;
+                p->h.data = p;
+                if (uv_poll_init_socket(e->a->loop, &p->h, fd) < 0 ||
+                    sbx_hashmap_put(e->ares_polls, key, p, NULL) < 0) {
+                        free(p);
+                        return;
+                }
+        }
+        uv_poll_start(&p->h, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), on_poll);
+}
+
+static void on_ares_timer(uv_timer_t *t)
+{
+        Egress *e = t->data;
+        ares_process_fd(e->ares, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+        arm_timer(e);
+}
+
+static void arm_timer(Egress *e)
+{
+        struct timeval tv, *left = ares_timeout(e->ares, NULL, &tv);
+        if (!left) {
+                uv_timer_stop(&e->ares_timer);
+                return;
+        }
+        uint64_t ms = (uint64_t)left->tv_sec * 1000 + (uint64_t)left->tv_usec / 1000;
+        uv_timer_start(&e->ares_timer, on_ares_timer, ms ? ms : 1, 0);
+}
+
+/* ---- answering ---- */
+
+typedef struct Query {
+        Egress *e;
+        EgressSandbox *s;
+        struct sockaddr_in client;
+        uint16_t id;
+        SbxDnsQuestion q;
+} Query;
+
+typedef struct Reply {
+        uv_udp_send_t req;
+        uint8_t *data;
+} Reply;
+
+static void reply_sent(uv_udp_send_t *req, int status)
+{
+        Reply *r = req->data;
+        free(r->data);
+        free(r);
+}
+
+static void send_reply(Egress *e, const struct sockaddr_in *to, const uint8_t *p, size_t n)
+{
+        Reply *r = calloc(1, sizeof(*r));
+        if (!r || !(r->data = malloc(n))) {
+                free(r);
+                return;
+        }
+        memcpy(r->data, p, n);
+        r->req.data = r;
+        uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)n);
+        if (uv_udp_send(&r->req, &e->dns_udp, &b, 1, (const struct sockaddr *)to, reply_sent) < 0) {
+                free(r->data);
+                free(r);
+        }
+}
+
+static void answer_empty(Egress *e, const struct sockaddr_in *to, const uint8_t *query, size_t n,
+                         unsigned rcode)
+{
+        _cleanup_(sbx_buffer_done) SbxBuffer b = SBX_BUFFER_INIT;
+        if (sbx_dns_empty_answer(query, n, rcode, &b) == 0)
+                send_reply(e, to, sbx_buffer_data(&b), sbx_buffer_size(&b));
+}
+
+/* Adds the answer's addresses to the sandbox's sets, on the ports the matching entries name. */
+static void learn(Egress *e, EgressSandbox *s, const char *name, const struct ares_addrttl *a, int n)
+{
+        struct in_addr ok[MAX_ADDRS];
+        int ttl = TTL_MAX_S;
+        size_t k = 0;
+
+        for (int i = 0; i < n && k < MAX_ADDRS; i++) {
+                struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr = a[i].ipaddr };
+                /* A name must not open a private range: only a literal entry can. */
+                if (egress_addr_blocked((const struct sockaddr *)&sa))
+                        continue;
+                ok[k++] = a[i].ipaddr;
+                if (a[i].ttl < ttl)
+                        ttl = a[i].ttl;
+        }
+        if (k == 0)
+                return;
+        ttl = ttl < TTL_MIN_S ? TTL_MIN_S : ttl;
+        int64_t until = sbx_now_ms() + (int64_t)(ttl + TTL_GRACE_S) * 1000;
+
+        for (size_t i = 0; i < s->policy->n_entries; i++) {
+                const SbxNetEntry *x = &s->policy->entries[i];
+                if (!sbx_net_entry_matches_host(x, name, x->port))
+                        continue;
+                struct in_addr fresh[MAX_ADDRS];
+                size_t f = 0;
+                for (size_t j = 0; j < k; j++) {
+                        char key[64], addr[INET_ADDRSTRLEN];
+                        inet_ntop(AF_INET, &ok[j], addr, sizeof(addr));
+                        if (x->port)
+                                snprintf(key, sizeof(key), "%s . %u", addr, x->port);
+                        else
+                                snprintf(key, sizeof(key), "%s", addr);
+                        int64_t *t = sbx_hashmap_get(s->learned, key);
+                        if (t) {
+                                /* Known: only the lapse moves. */
+                                if (*t < until)
+                                        *t = until;
+                                continue;
+                        }
+                        t = malloc(sizeof(*t));
+                        if (!t)
+                                continue;
+                        *t = until;
+                        if (sbx_hashmap_put(s->learned, key, t, NULL) < 0) {
+                                free(t);
+                                continue;
+                        }
+                        fresh[f++] = ok[j];
+                }
+                if (f > 0 && egress_nft_allow(e, s, fresh, f, x->port) < 0)
+                        log_warning("Could not add the addresses of %s to sandbox %s's set", name, s->id);
+        }
+}
+
+static void on_upstream(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+        Query *q = arg;
+        Egress *e = q->e;
+
+        if (status == ARES_SUCCESS && alen >= 12 && !q->s->removed) {
+                if (!q->s->policy->open && q->q.qtype == 1 /* A */) {
+                        struct ares_addrttl addrs[MAX_ADDRS];
+                        int n = MAX_ADDRS;
+                        if (ares_parse_a_reply(abuf, alen, NULL, addrs, &n) == ARES_SUCCESS)
+                                learn(e, q->s, q->q.name, addrs, n);
+                }
+                /* c-ares chose its own query id upstream; the guest gets its own back. */
+                abuf[0] = (uint8_t)(q->id >> 8);
+                abuf[1] = (uint8_t)q->id;
+                send_reply(e, &q->client, abuf, (size_t)alen);
+                sbx_counter_inc(e->m.dns, SBX_LABELS("answered"));
+        } else if (status != ARES_EDESTRUCTION && status != ARES_ECANCELLED) {
+                uint8_t head[12] = { (uint8_t)(q->id >> 8), (uint8_t)q->id, 0x81, 0x82 };
+                /* No upstream answer: SERVFAIL with the header alone is enough for a resolver. */
+                if (!q->s->removed)
+                        send_reply(e, &q->client, head, sizeof(head));
+                sbx_counter_inc(e->m.dns, SBX_LABELS("failed"));
+        }
+        egress_sandbox_unref(q->s);
+        free(q);
+}
+
+static void on_query(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                     unsigned flags)
+{
+        Egress *e = h->data;
+        const uint8_t *p = (const uint8_t *)buf->base;
+        SbxDnsQuestion q;
+
+        if (nread <= 0 || !from || from->sa_family != AF_INET || (flags & UV_UDP_PARTIAL))
+                goto done;
+        const struct sockaddr_in *client = (const struct sockaddr_in *)from;
+        EgressSandbox *s = egress_sandbox_by_address(e, &client->sin_addr);
+        if (!s) {
+                /* Not a sandbox (nftables lets only taps reach this port, but a stopped one's last
+                 * packets can still arrive). */
+                goto done;
+        }
+        if (sbx_dns_query_parse(p, (size_t)nread, &q) < 0) {
+                sbx_counter_inc(e->m.dns, SBX_LABELS("malformed"));
+                if (nread >= 12)
+                        answer_empty(e, client, p, (size_t)nread, 1 /* FORMERR */);
+                goto done;
+        }
+        if (!egress_policy_name_allowed(s->policy, q.name)) {
+                sbx_counter_inc(e->m.dns, SBX_LABELS("refused"));
+                answer_empty(e, client, p, (size_t)nread, 3 /* NXDOMAIN */);
+                goto done;
+        }
+        Query *x = calloc(1, sizeof(*x));
+        if (!x)
+                goto done;
+        x->e = e;
+        x->s = s;
+        s->refs++;
+        x->client = *client;
+        x->id = q.id;
+        x->q = q;
+        ares_send(e->ares, p, (int)nread, on_upstream, x);
+        arm_timer(e);
+done:
+        free(buf->base);
+}
+
+static void alloc_query(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        buf->base = malloc(SBX_DNS_QUERY_MAX);
+        buf->len = buf->base ? SBX_DNS_QUERY_MAX : 0;
+}
+
+/* ---- resolving for the proxy ---- */
+
+typedef struct Resolve {
+        void (*cb)(int error, const struct in_addr *addrs, size_t n, void *userdata);
+        void *userdata;
+} Resolve;
+
+static void on_host(void *arg, int status, int timeouts, struct hostent *h)
+{
+        Resolve *r = arg;
+        struct in_addr addrs[MAX_ADDRS];
+        size_t n = 0;
+
+        if (status == ARES_SUCCESS && h && h->h_addrtype == AF_INET)
+                for (char **a = h->h_addr_list; *a && n < MAX_ADDRS; a++)
+                        memcpy(&addrs[n++], *a, sizeof(struct in_addr));
+        if (status == ARES_EDESTRUCTION)
+                r->cb(-ECANCELED, NULL, 0, r->userdata);
+        else
+                r->cb(n                                                    ? 0
+                      : status == ARES_ENOTFOUND || status == ARES_ENODATA ? -ENOENT
+                                                                           : -EHOSTUNREACH,
+                      addrs, n, r->userdata);
+        free(r);
+}
+
+int egress_dns_resolve(Egress *e, const char *host,
+                       void (*cb)(int error, const struct in_addr *addrs, size_t n, void *userdata),
+                       void *userdata)
+{
+        Resolve *r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->cb = cb;
+        r->userdata = userdata;
+        ares_gethostbyname(e->ares, host, AF_INET, on_host, r);
+        arm_timer(e);
+        return 0;
+}
+
+/* ---- start and stop ---- */
+
+int egress_dns_start(Egress *e)
+{
+        struct ares_options o = {
+                .sock_state_cb = on_sock_state, .sock_state_cb_data = e, .timeout = 2000, .tries = 2
+        };
+        struct sockaddr_in addr;
+        int r;
+
+        if ((r = sbx_hashmap_new(&e->ares_polls)) < 0)
+                return r;
+        if (ares_init_options(&e->ares, &o, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) !=
+            ARES_SUCCESS)
+                return log_error_errno(-EIO, "Failed to initialize c-ares");
+        if (e->a->cfg.dns_upstream) {
+                _cleanup_free_ char *csv = NULL;
+                if (strv_join(e->a->cfg.dns_upstream, ",", &csv) < 0 ||
+                    ares_set_servers_ports_csv(e->ares, csv) != ARES_SUCCESS)
+                        return log_error_errno(-EINVAL, "dns-upstream: cannot use \"%s\"", csv ? csv : "");
+        }
+        uv_timer_init(e->a->loop, &e->ares_timer);
+        e->ares_timer.data = e;
+
+        uv_udp_init(e->a->loop, &e->dns_udp);
+        e->dns_udp.data = e;
+        uv_ip4_addr("0.0.0.0", (int)e->a->cfg.dns_port, &addr);
+        if ((r = uv_udp_bind(&e->dns_udp, (const struct sockaddr *)&addr, 0)) < 0)
+                return log_error_errno(r, "Failed to serve DNS on port %u: %m", e->a->cfg.dns_port);
+        if ((r = uv_udp_recv_start(&e->dns_udp, alloc_query, on_query)) < 0)
+                return r;
+        return 0;
+}
+
+void egress_dns_stop(Egress *e)
+{
+        if (e->ares) {
+                /* Every pending query's callback runs now, with ARES_EDESTRUCTION. */
+                ares_destroy(e->ares);
+                e->ares = NULL;
+        }
+        size_t state = 0;
+        void *v;
+        while (e->ares_polls && sbx_hashmap_next(e->ares_polls, &state, NULL, &v))
+                uv_close((uv_handle_t *)&((Poll *)v)->h, poll_closed);
+        sbx_hashmap_free(e->ares_polls, NULL);
+        e->ares_polls = NULL;
+        if (e->ares_timer.loop) {
+                e->closing++;
+                uv_close((uv_handle_t *)&e->ares_timer, egress_handle_closed);
+        }
+        if (e->dns_udp.loop) {
+                e->closing++;
+                uv_close((uv_handle_t *)&e->dns_udp, egress_handle_closed);
+        }
+}
