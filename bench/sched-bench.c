@@ -1032,31 +1032,25 @@ static int make_orgs(Bench *b)
                 sbx_rpc_status_done(&st);
         }
         for (unsigned i = 0; i < N_ORGS && r >= 0; i++) {
-                /* CreateOrg answers once etcd has the org, CreateToken looks in the scheduler's mirror,
-                 * which may not have it yet: retry NOT_FOUND for a moment. */
-                for (int attempt = 0;; attempt++) {
-                        Sbx__V1__CreateTokenRequest req = SBX__V1__CREATE_TOKEN_REQUEST__INIT;
-                        Sbx__V1__CreateTokenResponse *resp = NULL;
-                        SbxRpcStatus st = { 0 };
-                        req.org = b->org[i];
-                        req.role = SBX__V1__ROLE__ROLE_USER;
-                        r = sbx_test_call(&b->C, ch, &sbx_test_m_create_token, &req.base, &st,
-                                          (ProtobufCMessage **)&resp);
-                        if (r >= 0) {
-                                if (asprintf(&b->auth[i], "Bearer %s", resp->token) < 0) {
-                                        b->auth[i] = NULL;
-                                        r = -ENOMEM;
-                                }
-                                protobuf_c_message_free_unpacked(&resp->base, NULL);
+                /* CreateOrg answers once the scheduler's own mirror has the org (read-your-writes),
+                 * so CreateToken, which looks the org up there, finds it at once. */
+                Sbx__V1__CreateTokenRequest req = SBX__V1__CREATE_TOKEN_REQUEST__INIT;
+                Sbx__V1__CreateTokenResponse *resp = NULL;
+                SbxRpcStatus st = { 0 };
+                req.org = b->org[i];
+                req.role = SBX__V1__ROLE__ROLE_USER;
+                r = sbx_test_call(&b->C, ch, &sbx_test_m_create_token, &req.base, &st,
+                                  (ProtobufCMessage **)&resp);
+                if (r >= 0) {
+                        if (asprintf(&b->auth[i], "Bearer %s", resp->token) < 0) {
+                                b->auth[i] = NULL;
+                                r = -ENOMEM;
                         }
-                        bool retry = r < 0 && st.code == SBX_STATUS_NOT_FOUND && attempt < 50;
-                        if (r < 0 && !retry)
-                                fprintf(stderr, "CreateToken %s: %s\n", b->org[i], st.message);
-                        sbx_rpc_status_done(&st);
-                        if (!retry)
-                                break;
-                        sbx_test_cluster_run(&b->C, 20 * USEC_PER_MSEC);
+                        protobuf_c_message_free_unpacked(&resp->base, NULL);
+                } else {
+                        fprintf(stderr, "CreateToken %s: %s\n", b->org[i], st.message);
                 }
+                sbx_rpc_status_done(&st);
         }
         sbx_rpc_channel_free(ch);
         return r;

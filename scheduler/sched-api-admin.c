@@ -43,8 +43,13 @@ const SbxRpcMethod *const sched_admin_methods[] = { &m_create_org,   &m_list_org
                                                     &m_list_nodes,   &m_cordon_node,  &m_drain_node };
 const size_t sched_admin_n_methods = ELEMENTSOF(sched_admin_methods);
 
+/* How long a successful admin write waits for this replica's mirror to show it before answering
+ * anyway (the write is done; only read-your-writes is at stake, if the watch is stuck). */
+#define MIRROR_WAIT_MAX_MS 5000
+
 /* A pending admin write: the call to answer and what to answer with. */
-typedef struct AdminOp {
+typedef struct AdminOp AdminOp;
+struct AdminOp {
         Scheduler *s;
         SbxRpcServerCall *call;
         char name[SBX_KEY_NAME_MAX + 1];
@@ -57,7 +62,12 @@ typedef struct AdminOp {
         uint32_t count;
         /* A freshly minted token, shown once in the reply and wiped afterwards. */
         char *secret;
-} AdminOp;
+        /* The success answer, sent once the mirror caught up with the write (read-your-writes). */
+        void (*answer)(AdminOp *op);
+        SchedStateWait *wait;
+        uv_timer_t timer;
+        bool timer_init;
+};
 
 static AdminOp *admin_op_new(Scheduler *s, SbxRpcServerCall *call, const char *name)
 {
@@ -70,7 +80,7 @@ static AdminOp *admin_op_new(Scheduler *s, SbxRpcServerCall *call, const char *n
         return op;
 }
 
-static void admin_op_free(AdminOp *op)
+static void admin_op_release(AdminOp *op)
 {
         if (op->secret) {
                 sbx_secure_zero(op->secret, strlen(op->secret));
@@ -81,23 +91,97 @@ static void admin_op_free(AdminOp *op)
         free(op);
 }
 
+static void admin_op_closed(uv_handle_t *h)
+{
+        admin_op_release(h->data);
+}
+
+static void admin_op_free(AdminOp *op)
+{
+        if (op->wait)
+                sched_state_wait_cancel(op->s->state, op->wait);
+        op->wait = NULL;
+        if (op->timer_init)
+                uv_close((uv_handle_t *)&op->timer, admin_op_closed);
+        else
+                admin_op_release(op);
+}
+
+static void answer_now(AdminOp *op)
+{
+        op->answer(op);
+        admin_op_free(op);
+}
+
+static void mirror_reached(int error, void *userdata)
+{
+        AdminOp *op = userdata;
+        /* -ECANCELED: the mirror is going away with the daemon; the write itself is done. */
+        op->wait = NULL;
+        uv_timer_stop(&op->timer);
+        answer_now(op);
+}
+
+static void mirror_timeout(uv_timer_t *t)
+{
+        AdminOp *op = t->data;
+        log_debug("The state mirror did not reach revision of an admin write within %d ms; answering",
+                  MIRROR_WAIT_MAX_MS);
+        answer_now(op);
+}
+
+/*
+ * Answers a successful write with op->answer once this replica's mirror has applied everything up
+ * to the write's revision, so that the caller's next request — CreateToken right after CreateOrg,
+ * a Create right after UpdateOrg — finds what it just wrote (read-your-writes, on this replica).
+ */
+static void answer_after_mirror(AdminOp *op, const Etcdserverpb__ResponseHeader *h,
+                                void (*answer)(AdminOp *op))
+{
+        int r;
+
+        op->answer = answer;
+        r = h ? sched_state_wait_revision(op->s->state, h->revision, mirror_reached, op, &op->wait)
+              : -EALREADY;
+        if (r < 0) {
+                /* -EALREADY: there already; -ENOMEM: answer rather than fail a write that is done. */
+                op->wait = NULL;
+                answer_now(op);
+                return;
+        }
+        uv_timer_init(op->s->loop, &op->timer);
+        op->timer.data = op;
+        op->timer_init = true;
+        uv_timer_start(&op->timer, mirror_timeout, MIRROR_WAIT_MAX_MS, 0);
+}
+
+/* Replies with the written value (op->reply). */
+static void answer_value(AdminOp *op)
+{
+        ProtobufCMessage *m = NULL;
+
+        if (sbx_store_unpack(op->reply_desc, op->reply, op->reply_len, &m) < 0) {
+                sbx_rpc_server_call_fail(op->call, SBX_STATUS_INTERNAL, "Could not encode the reply");
+                return;
+        }
+        sbx_rpc_server_call_reply(op->call, m);
+        protobuf_c_message_free_unpacked(m, NULL);
+}
+
 /* Answers a Txn that wrote op->reply's value: the value itself on success. */
 static void admin_txn_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
 {
         AdminOp *op = userdata;
-        ProtobufCMessage *m = NULL;
 
+        if (error >= 0 && r->succeeded) {
+                answer_after_mirror(op, r->header, answer_value);
+                return;
+        }
         if (error < 0)
                 sbx_rpc_server_call_fail(op->call, sbx_error_to_status(error), "etcd: %s",
                                          sbx_error_message(error));
-        else if (!r->succeeded)
+        else
                 sbx_rpc_server_call_fail(op->call, op->conflict_status, "%s", op->conflict_message);
-        else if (sbx_store_unpack(op->reply_desc, op->reply, op->reply_len, &m) < 0)
-                sbx_rpc_server_call_fail(op->call, SBX_STATUS_INTERNAL, "Could not encode the reply");
-        else {
-                sbx_rpc_server_call_reply(op->call, m);
-                protobuf_c_message_free_unpacked(m, NULL);
-        }
         admin_op_free(op);
 }
 
@@ -276,24 +360,34 @@ static void update_org_start(SbxRpcServerCall *call, const ProtobufCMessage *req
 
 /* ---- tokens ---- */
 
+static void answer_token(AdminOp *op)
+{
+        Sbx__V1__CreateTokenResponse resp = SBX__V1__CREATE_TOKEN_RESPONSE__INIT;
+        Sbx__V1__TokenRecord *rec = NULL;
+
+        if (sbx_store_unpack(&sbx__v1__token_record__descriptor, op->reply, op->reply_len,
+                             (ProtobufCMessage **)&rec) < 0) {
+                sbx_rpc_server_call_fail(op->call, SBX_STATUS_INTERNAL, "Could not encode the reply");
+                return;
+        }
+        resp.token = op->secret;
+        resp.record = rec;
+        sbx_rpc_server_call_reply(op->call, &resp.base);
+        protobuf_c_message_free_unpacked(&rec->base, NULL);
+}
+
 static void create_token_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
 {
         AdminOp *op = userdata;
-        Sbx__V1__TokenRecord *rec = NULL;
 
-        if (error < 0 || !r->succeeded ||
-            sbx_store_unpack(&sbx__v1__token_record__descriptor, op->reply, op->reply_len,
-                             (ProtobufCMessage **)&rec) < 0) {
-                sbx_rpc_server_call_fail(
-                        op->call, error < 0 ? sbx_error_to_status(error) : SBX_STATUS_ABORTED,
-                        "Could not store the token: %s", error < 0 ? sbx_error_message(error) : "conflict");
-        } else {
-                Sbx__V1__CreateTokenResponse resp = SBX__V1__CREATE_TOKEN_RESPONSE__INIT;
-                resp.token = op->secret;
-                resp.record = rec;
-                sbx_rpc_server_call_reply(op->call, &resp.base);
-                protobuf_c_message_free_unpacked(&rec->base, NULL);
+        if (error >= 0 && r->succeeded) {
+                /* The token works on this replica once the reply is out. */
+                answer_after_mirror(op, r->header, answer_token);
+                return;
         }
+        sbx_rpc_server_call_fail(op->call, error < 0 ? sbx_error_to_status(error) : SBX_STATUS_ABORTED,
+                                 "Could not store the token: %s",
+                                 error < 0 ? sbx_error_message(error) : "conflict");
         admin_op_free(op);
 }
 
@@ -368,20 +462,27 @@ static void create_token_start(SbxRpcServerCall *call, const ProtobufCMessage *r
                         "Created %s token", admin ? "an admin" : "a user");
 }
 
+static void answer_revoked(AdminOp *op)
+{
+        Sbx__V1__RevokeTokenResponse resp = SBX__V1__REVOKE_TOKEN_RESPONSE__INIT;
+        sbx_rpc_server_call_reply(op->call, &resp.base);
+}
+
 static void revoke_done(int error, const Etcdserverpb__DeleteRangeResponse *r, void *userdata)
 {
         AdminOp *op = userdata;
-        Sbx__V1__RevokeTokenResponse resp = SBX__V1__REVOKE_TOKEN_RESPONSE__INIT;
 
+        if (error >= 0 && r->deleted > 0) {
+                log_info_fields(LOG_FIELDS({ "token_hash", op->name }), "Revoked a token");
+                /* The token stops working on this replica before the reply says it did. */
+                answer_after_mirror(op, r->header, answer_revoked);
+                return;
+        }
         if (error < 0)
                 sbx_rpc_server_call_fail(op->call, sbx_error_to_status(error), "etcd: %s",
                                          sbx_error_message(error));
-        else if (r->deleted == 0)
+        else
                 sbx_rpc_server_call_fail(op->call, SBX_STATUS_NOT_FOUND, "No such token");
-        else {
-                log_info_fields(LOG_FIELDS({ "token_hash", op->name }), "Revoked a token");
-                sbx_rpc_server_call_reply(op->call, &resp.base);
-        }
         admin_op_free(op);
 }
 
@@ -496,16 +597,12 @@ static void list_nodes_start(SbxRpcServerCall *call, const ProtobufCMessage *req
         sbx_rpc_server_call_reply(call, &resp.base);
 }
 
-static void node_control_done(int error, const Etcdserverpb__PutResponse *r, void *userdata)
+static void answer_node_control(AdminOp *op)
 {
-        AdminOp *op = userdata;
         SchedNode *n = sched_state_node(op->s->state, op->name);
         Sbx__V1__NodeControl *ctl = NULL;
 
-        if (error < 0) {
-                sbx_rpc_server_call_fail(op->call, sbx_error_to_status(error), "etcd: %s",
-                                         sbx_error_message(error));
-        } else if (op->reply_desc == &sbx__v1__drain_node_response__descriptor) {
+        if (op->reply_desc == &sbx__v1__drain_node_response__descriptor) {
                 Sbx__V1__DrainNodeResponse resp = SBX__V1__DRAIN_NODE_RESPONSE__INIT;
                 resp.stopping = op->count;
                 sbx_rpc_server_call_reply(op->call, &resp.base);
@@ -524,6 +621,18 @@ static void node_control_done(int error, const Etcdserverpb__PutResponse *r, voi
         } else {
                 sbx_rpc_server_call_fail(op->call, SBX_STATUS_INTERNAL, "Could not encode the reply");
         }
+}
+
+static void node_control_done(int error, const Etcdserverpb__PutResponse *r, void *userdata)
+{
+        AdminOp *op = userdata;
+
+        if (error >= 0) {
+                /* ListNodes on this replica shows the cordon once the reply is out. */
+                answer_after_mirror(op, r->header, answer_node_control);
+                return;
+        }
+        sbx_rpc_server_call_fail(op->call, sbx_error_to_status(error), "etcd: %s", sbx_error_message(error));
         admin_op_free(op);
 }
 
@@ -577,7 +686,7 @@ static void node_control(SbxRpcServerCall *call, Scheduler *s, const char *name,
                                 strv_extend(&ids, sb->id);
                 }
                 STRV_FOREACH (id, ids)
-                        if (sched_record_update(s, *id, mark_drained, NULL, NULL, NULL) >= 0)
+                        if (sched_record_update(s, *id, 0, mark_drained, NULL, NULL, NULL) >= 0)
                                 op->count++;
                 strv_free(ids);
         }

@@ -318,7 +318,7 @@ static void delete_start(SbxRpcServerCall *call, const ProtobufCMessage *request
                 delete_op_end(d);
                 return;
         }
-        if (sched_record_update(s, req->id, mark_deleted, NULL, delete_recorded, d) < 0) {
+        if (sched_record_update(s, req->id, 0, mark_deleted, NULL, delete_recorded, d) < 0) {
                 sbx_rpc_server_call_fail(call, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 d->answered = true;
                 delete_op_end(d);
@@ -412,7 +412,7 @@ static void extend_start(SbxRpcServerCall *call, const ProtobufCMessage *request
         if (e->granted < req->stop_at_ms)
                 log_debug("Extend of %s capped at the org maximum lifetime of %s", req->id,
                           sbx_format_duration(d1, sizeof(d1), (usec_t)max_life * USEC_PER_MSEC));
-        if (sched_record_update(s, req->id, set_stop_at, e, extend_recorded, e) < 0) {
+        if (sched_record_update(s, req->id, 0, set_stop_at, e, extend_recorded, e) < 0) {
                 sbx_rpc_server_call_fail(call, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 sbx_rpc_server_call_unref(e->call);
                 free(e);

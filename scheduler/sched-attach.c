@@ -64,7 +64,7 @@ static void update_stop_at(Scheduler *s, const char *id, int64_t stop_at)
         if (!v)
                 return;
         *v = stop_at;
-        if (sched_record_update(s, id, set_stop_at, v, stop_at_written, v) < 0)
+        if (sched_record_update(s, id, 0, set_stop_at, v, stop_at_written, v) < 0)
                 free(v);
 }
 

@@ -6,6 +6,10 @@
  * Quota is released exactly once because the release happens in the same Txn that clears
  * quota_held, and that Txn only commits if the record is unchanged since it was read: of two
  * replicas racing to finalize, one commits and the other sees a record that no longer holds quota.
+ *
+ * Every write in flight is on the scheduler's list, so shutdown can tell the writes it must wait
+ * for (a caller's Delete, a cancelled Create's stop) from those it may drop (the reconciler's,
+ * which the next leader repeats), and can end the rest once the etcd client is gone.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +22,44 @@
 #define UPDATE_ATTEMPTS 6
 #define RETRY_MS        15
 
+typedef enum WriteKind {
+        WRITE_UPDATE,
+        WRITE_FINALIZE,
+        WRITE_FORGET,
+} WriteKind;
+
+/* What every write has; the kinds below embed it first. */
+struct SchedWrite {
+        Scheduler *s;
+        LIST_ENTRY(SchedWrite) link;
+        WriteKind kind;
+        char *id;
+        unsigned flags;
+        void (*done)(Scheduler *s, int error, void *userdata);
+        void *userdata;
+        unsigned attempts;
+        /* An etcd request of this write is in flight (each write has at most one). */
+        bool txn_in_flight;
+        bool finished;
+        uv_timer_t timer;
+};
+
+typedef struct Update {
+        SchedWrite w;
+        SchedRecordMutate mutate;
+        void *mutate_userdata;
+} Update;
+
+typedef struct Finalize {
+        SchedWrite w;
+        Sbx__V1__SandboxState final;
+        char *reason;
+        /* The usage values a committing Txn writes, to teach the mirror's overlay (SchedUsage). */
+        bool releases;
+        char node[SBX_KEY_NAME_MAX + 1];
+        SchedUsage put_org, put_node;
+} Finalize;
+
 /* A private, mutable copy of a record (pack + unpack: simple and exact). */
 static int record_copy(const Sbx__V1__SandboxRecord *r, Sbx__V1__SandboxRecord **ret)
 {
@@ -29,35 +71,91 @@ static int record_copy(const Sbx__V1__SandboxRecord *r, Sbx__V1__SandboxRecord *
         return sbx_store_unpack(&sbx__v1__sandbox_record__descriptor, p, n, (ProtobufCMessage **)ret);
 }
 
+/* ---- the list of writes ---- */
+
+static void write_closed(uv_handle_t *h)
+{
+        SchedWrite *w = h->data;
+        if (w->kind == WRITE_FINALIZE)
+                free(((Finalize *)w)->reason);
+        free(w->id);
+        free(w);
+}
+
+/* Reports the result (once) and releases the write. */
+static void write_finish(SchedWrite *w, int error)
+{
+        if (w->finished)
+                return;
+        w->finished = true;
+        LIST_REMOVE(w, link);
+        w->s->inflight--;
+        if (w->done)
+                w->done(w->s, error, w->userdata);
+        uv_close((uv_handle_t *)&w->timer, write_closed);
+}
+
+static int write_new(Scheduler *s, size_t size, WriteKind kind, const char *id, unsigned flags,
+                     void (*done)(Scheduler *s, int error, void *userdata), void *userdata, SchedWrite **ret)
+{
+        SchedWrite *w = calloc(1, size);
+        if (!w)
+                return -ENOMEM;
+        w->id = strdup(id);
+        if (!w->id) {
+                free(w);
+                return -ENOMEM;
+        }
+        w->s = s;
+        w->kind = kind;
+        w->flags = flags;
+        w->done = done;
+        w->userdata = userdata;
+        uv_timer_init(s->loop, &w->timer);
+        w->timer.data = w;
+        LIST_INSERT_HEAD(&s->writes, w, link);
+        s->inflight++;
+        *ret = w;
+        return 0;
+}
+
+static int write_commit(SchedWrite *w, SbxEtcdTxn *t, SbxEtcdTxnCallback cb)
+{
+        int r = sbx_etcd_txn_commit(w->s->etcd, t, cb, w);
+        if (r >= 0)
+                w->txn_in_flight = true;
+        return r;
+}
+
+void sched_writes_pending(Scheduler *s, unsigned *ret_writes, size_t *ret_requests)
+{
+        unsigned writes = 0;
+        size_t dropped = 0, pending = sbx_etcd_pending(s->etcd);
+        SchedWrite *w;
+
+        LIST_FOREACH(w, &s->writes, link)
+        {
+                if (!(w->flags & SCHED_WRITE_DROPPABLE))
+                        writes++;
+                else if (w->txn_in_flight)
+                        dropped++;
+        }
+        *ret_writes = writes;
+        *ret_requests = pending > dropped ? pending - dropped : 0;
+}
+
+void sched_writes_cancel_all(Scheduler *s)
+{
+        SchedWrite *w;
+        while ((w = LIST_FIRST(&s->writes))) {
+                uv_timer_stop(&w->timer);
+                write_finish(w, -ECANCELED);
+        }
+}
+
 /* ---- record updates ---- */
 
-typedef struct Update {
-        Scheduler *s;
-        char *id;
-        SchedRecordMutate mutate;
-        void *userdata;
-        void (*done)(Scheduler *s, int error, void *userdata);
-        void *done_userdata;
-        unsigned attempts;
-        uv_timer_t timer;
-} Update;
-
 static void update_attempt(Update *u);
-
-static void update_closed(uv_handle_t *h)
-{
-        Update *u = h->data;
-        u->s->inflight--;
-        free(u->id);
-        free(u);
-}
-
-static void update_finish(Update *u, int error)
-{
-        if (u->done)
-                u->done(u->s, error, u->done_userdata);
-        uv_close((uv_handle_t *)&u->timer, update_closed);
-}
 
 static void update_retry(uv_timer_t *t)
 {
@@ -68,26 +166,28 @@ static void update_txn_done(int error, const Etcdserverpb__TxnResponse *r, void 
 {
         Update *u = userdata;
 
+        u->w.txn_in_flight = false;
         if (error >= 0 && r->succeeded) {
-                update_finish(u, 0);
+                write_finish(&u->w, 0);
                 return;
         }
         if (error >= 0) {
                 /* Someone changed the record first: retry on the mirror once it caught up. */
-                sbx_counter_inc(u->s->m.txn_conflicts, SBX_LABELS("record_update"));
-                if (++u->attempts < UPDATE_ATTEMPTS) {
-                        uv_timer_start(&u->timer, update_retry, RETRY_MS * u->attempts, 0);
+                sbx_counter_inc(u->w.s->m.txn_conflicts, SBX_LABELS("record_update"));
+                if (++u->w.attempts < UPDATE_ATTEMPTS) {
+                        uv_timer_start(&u->w.timer, update_retry, RETRY_MS * u->w.attempts, 0);
                         return;
                 }
-                sbx_counter_inc(u->s->m.txn_retries_exhausted, SBX_LABELS("record_update"));
+                sbx_counter_inc(u->w.s->m.txn_retries_exhausted, SBX_LABELS("record_update"));
                 error = -SBX_E_ABORTED;
         }
-        update_finish(u, error);
+        write_finish(&u->w, error);
 }
 
 static void update_attempt(Update *u)
 {
-        SchedSandbox *sb = sched_state_sandbox(u->s->state, u->id);
+        Scheduler *s = u->w.s;
+        SchedSandbox *sb = sched_state_sandbox(s->state, u->w.id);
         Sbx__V1__SandboxRecord *copy = NULL;
         _cleanup_free_ char *key = NULL;
         _cleanup_free_ uint8_t *value = NULL;
@@ -96,87 +196,52 @@ static void update_attempt(Update *u)
         int r;
 
         if (!sb || !sb->record) {
-                update_finish(u, -ENOENT);
+                write_finish(&u->w, -ENOENT);
                 return;
         }
         r = record_copy(sb->record, &copy);
         if (r < 0) {
-                update_finish(u, r);
+                write_finish(&u->w, r);
                 return;
         }
-        if (!u->mutate(copy, u->userdata)) {
+        if (!u->mutate(copy, u->mutate_userdata)) {
                 protobuf_c_message_free_unpacked(&copy->base, NULL);
-                update_finish(u, 0);
+                write_finish(&u->w, 0);
                 return;
         }
         r = sbx_store_pack(&copy->base, &value, &n);
         protobuf_c_message_free_unpacked(&copy->base, NULL);
         if (r >= 0)
-                r = sbx_key_new(&key, SBX_KEY_SANDBOXES "%s", u->id);
+                r = sbx_key_new(&key, SBX_KEY_SANDBOXES "%s", u->w.id);
         if (r >= 0)
                 r = sbx_etcd_txn_new(&t);
         if (r >= 0) {
                 sbx_etcd_txn_compare_mod_revision(t, key, SBX_ETCD_EQUAL, sb->record_rev);
                 sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, key, value, n, 0);
-                r = sbx_etcd_txn_commit(u->s->etcd, t, update_txn_done, u);
+                r = write_commit(&u->w, t, update_txn_done);
         }
         if (r < 0)
-                update_finish(u, r);
+                write_finish(&u->w, r);
 }
 
-int sched_record_update(Scheduler *s, const char *id, SchedRecordMutate mutate, void *userdata,
-                        void (*done)(Scheduler *s, int error, void *userdata), void *done_userdata)
+int sched_record_update(Scheduler *s, const char *id, unsigned flags, SchedRecordMutate mutate,
+                        void *userdata, void (*done)(Scheduler *s, int error, void *userdata),
+                        void *done_userdata)
 {
-        Update *u = calloc(1, sizeof(Update));
-        if (!u)
-                return -ENOMEM;
-        u->id = strdup(id);
-        if (!u->id) {
-                free(u);
-                return -ENOMEM;
-        }
-        u->s = s;
+        SchedWrite *w;
+        int r = write_new(s, sizeof(Update), WRITE_UPDATE, id, flags, done, done_userdata, &w);
+        if (r < 0)
+                return r;
+        Update *u = (Update *)w;
         u->mutate = mutate;
-        u->userdata = userdata;
-        u->done = done;
-        u->done_userdata = done_userdata;
-        s->inflight++;
-        uv_timer_init(s->loop, &u->timer);
-        u->timer.data = u;
+        u->mutate_userdata = userdata;
         update_attempt(u);
         return 0;
 }
 
 /* ---- finalization ---- */
 
-typedef struct Finalize {
-        Scheduler *s;
-        char *id;
-        Sbx__V1__SandboxState final;
-        char *reason;
-        void (*done)(Scheduler *s, int error, void *userdata);
-        void *userdata;
-        unsigned attempts;
-        uv_timer_t timer;
-} Finalize;
-
 static void finalize_attempt(Finalize *f);
-
-static void finalize_closed(uv_handle_t *h)
-{
-        Finalize *f = h->data;
-        f->s->inflight--;
-        free(f->id);
-        free(f->reason);
-        free(f);
-}
-
-static void finalize_finish(Finalize *f, int error)
-{
-        if (f->done)
-                f->done(f->s, error, f->userdata);
-        uv_close((uv_handle_t *)&f->timer, finalize_closed);
-}
 
 static void finalize_retry(uv_timer_t *t)
 {
@@ -186,33 +251,54 @@ static void finalize_retry(uv_timer_t *t)
 static void finalize_txn_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
 {
         Finalize *f = userdata;
+        Scheduler *s = f->w.s;
 
+        f->w.txn_in_flight = false;
         if (error >= 0 && !r->succeeded) {
-                sbx_counter_inc(f->s->m.txn_conflicts, SBX_LABELS("finalize"));
-                if (++f->attempts < UPDATE_ATTEMPTS) {
-                        uv_timer_start(&f->timer, finalize_retry, RETRY_MS * f->attempts, 0);
+                sbx_counter_inc(s->m.txn_conflicts, SBX_LABELS("finalize"));
+                if (++f->w.attempts < UPDATE_ATTEMPTS) {
+                        uv_timer_start(&f->w.timer, finalize_retry, RETRY_MS * f->w.attempts, 0);
                         return;
                 }
-                sbx_counter_inc(f->s->m.txn_retries_exhausted, SBX_LABELS("finalize"));
+                sbx_counter_inc(s->m.txn_retries_exhausted, SBX_LABELS("finalize"));
                 error = -SBX_E_ABORTED;
         }
         if (error >= 0) {
-                sbx_counter_inc(f->s->m.reconcile_actions, SBX_LABELS("finalize"));
+                int64_t rev = r->header ? r->header->revision : 0;
+                if (f->releases) {
+                        /* The usage keys hold what the Txn wrote: the next Create or finalization on
+                         * them need not wait for the watch to learn it. */
+                        SchedOrg *o = NULL;
+                        SchedSandbox *sb = sched_state_sandbox(s->state, f->w.id);
+                        if (sb && sb->record)
+                                o = sched_state_org(s->state, sb->record->org);
+                        SchedNode *n = sched_state_node(s->state, f->node);
+                        if (o)
+                                sched_usage_learn(&o->known, f->put_org.memory_mb, 0, f->put_org.count, rev);
+                        if (n)
+                                sched_usage_learn(&n->known, f->put_node.memory_mb, f->put_node.vcpus,
+                                                  f->put_node.count, rev);
+                }
+                sbx_counter_inc(s->m.reconcile_actions, SBX_LABELS("finalize"));
                 const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
                         &sbx__v1__sandbox_state__descriptor, (int)f->final);
-                log_info_fields(LOG_FIELDS({ "sandbox", f->id }), "Sandbox ended: %s (%s)",
+                log_info_fields(LOG_FIELDS({ "sandbox", f->w.id }), "Sandbox ended: %s (%s)",
                                 v ? v->name + strlen("SANDBOX_STATE_") : "?",
                                 f->reason ? f->reason : "no reason given");
         }
-        finalize_finish(f, error);
+        write_finish(&f->w, error);
 }
 
-static int add_usage_release(Scheduler *s, SbxEtcdTxn *t, const Sbx__V1__SandboxRecord *rec)
+static int add_usage_release(Finalize *f, SbxEtcdTxn *t, const Sbx__V1__SandboxRecord *rec)
 {
+        Scheduler *s = f->w.s;
         _cleanup_free_ char *org_key = NULL, *node_key = NULL;
         _cleanup_free_ uint8_t *org_value = NULL, *node_value = NULL;
         SchedOrg *o = sched_state_org(s->state, rec->org);
         SchedNode *n = sched_state_node(s->state, rec->node);
+        /* The freshest values known: a Create of this replica may have just changed them. */
+        SchedUsage ou_now = o ? sched_org_usage(o) : (SchedUsage){ 0 };
+        SchedUsage nu_now = n ? sched_node_usage(n) : (SchedUsage){ 0 };
         Sbx__V1__OrgUsage ou = SBX__V1__ORG_USAGE__INIT;
         Sbx__V1__NodeUsage nu = SBX__V1__NODE_USAGE__INIT;
         Sbx__V1__Resources res = SBX__V1__RESOURCES__INIT;
@@ -221,32 +307,32 @@ static int add_usage_release(Scheduler *s, SbxEtcdTxn *t, const Sbx__V1__Sandbox
         size_t on, nn;
         int r;
 
-        if (o && o->usage) {
-                ou.sandboxes = o->usage->sandboxes > 0 ? o->usage->sandboxes - 1 : 0;
-                ou.memory_mb = o->usage->memory_mb > mem ? o->usage->memory_mb - mem : 0;
-        }
-        if (n && n->usage && n->usage->allocated) {
-                const Sbx__V1__Resources *a = n->usage->allocated;
-                res.memory_mb = a->memory_mb > mem ? a->memory_mb - mem : 0;
-                res.vcpus = a->vcpus > vcpus ? a->vcpus - vcpus : 0;
-                res.slots = a->slots > 0 ? a->slots - 1 : 0;
-        }
+        ou.sandboxes = ou_now.count > 0 ? ou_now.count - 1 : 0;
+        ou.memory_mb = ou_now.memory_mb > mem ? ou_now.memory_mb - mem : 0;
+        res.memory_mb = nu_now.memory_mb > mem ? nu_now.memory_mb - mem : 0;
+        res.vcpus = nu_now.vcpus > vcpus ? nu_now.vcpus - vcpus : 0;
+        res.slots = nu_now.count > 0 ? nu_now.count - 1 : 0;
         nu.allocated = &res;
         if ((r = sbx_key_new(&org_key, SBX_KEY_USAGE_ORGS "%s", rec->org)) < 0 ||
             (r = sbx_key_new(&node_key, SBX_KEY_USAGE_NODES "%s", rec->node)) < 0 ||
             (r = sbx_store_pack(&ou.base, &org_value, &on)) < 0 ||
             (r = sbx_store_pack(&nu.base, &node_value, &nn)) < 0)
                 return r;
-        sbx_etcd_txn_compare_mod_revision(t, org_key, SBX_ETCD_EQUAL, o ? o->usage_rev : 0);
-        sbx_etcd_txn_compare_mod_revision(t, node_key, SBX_ETCD_EQUAL, n ? n->usage_rev : 0);
+        sbx_etcd_txn_compare_mod_revision(t, org_key, SBX_ETCD_EQUAL, ou_now.rev);
+        sbx_etcd_txn_compare_mod_revision(t, node_key, SBX_ETCD_EQUAL, nu_now.rev);
         sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, org_key, org_value, on, 0);
         sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, node_key, node_value, nn, 0);
+        f->releases = true;
+        snprintf(f->node, sizeof(f->node), "%s", rec->node);
+        f->put_org = (SchedUsage){ .memory_mb = ou.memory_mb, .count = ou.sandboxes };
+        f->put_node = (SchedUsage){ .memory_mb = res.memory_mb, .vcpus = res.vcpus, .count = res.slots };
         return 0;
 }
 
 static void finalize_attempt(Finalize *f)
 {
-        SchedSandbox *sb = sched_state_sandbox(f->s->state, f->id);
+        Scheduler *s = f->w.s;
+        SchedSandbox *sb = sched_state_sandbox(s->state, f->w.id);
         Sbx__V1__SandboxRecord *copy = NULL;
         _cleanup_free_ char *key = NULL, *assign = NULL;
         _cleanup_free_ uint8_t *value = NULL;
@@ -255,17 +341,18 @@ static void finalize_attempt(Finalize *f)
         size_t n;
         int r;
 
+        f->releases = false;
         if (!sb || !sb->record) {
-                finalize_finish(f, -ENOENT);
+                write_finish(&f->w, -ENOENT);
                 return;
         }
         if (sched_sandbox_ended(sb)) {
-                finalize_finish(f, 0); /* someone else finished it */
+                write_finish(&f->w, 0); /* someone else finished it */
                 return;
         }
         r = record_copy(sb->record, &copy);
         if (r < 0) {
-                finalize_finish(f, r);
+                write_finish(&f->w, r);
                 return;
         }
         held = copy->quota_held;
@@ -280,9 +367,9 @@ static void finalize_attempt(Finalize *f)
         }
         r = sbx_store_pack(&copy->base, &value, &n);
         if (r >= 0)
-                r = sbx_key_new(&key, SBX_KEY_SANDBOXES "%s", f->id);
+                r = sbx_key_new(&key, SBX_KEY_SANDBOXES "%s", f->w.id);
         if (r >= 0)
-                r = sbx_key_new(&assign, SBX_KEY_ASSIGN "%s/%s", copy->node, f->id);
+                r = sbx_key_new(&assign, SBX_KEY_ASSIGN "%s/%s", copy->node, f->w.id);
         if (r >= 0)
                 r = sbx_etcd_txn_new(&t);
         if (r >= 0) {
@@ -290,38 +377,34 @@ static void finalize_attempt(Finalize *f)
                 sbx_etcd_txn_put(t, SBX_ETCD_SUCCESS, key, value, n, 0);
                 sbx_etcd_txn_delete(t, SBX_ETCD_SUCCESS, assign, false);
                 if (held)
-                        r = add_usage_release(f->s, t, sb->record);
+                        r = add_usage_release(f, t, sb->record);
                 if (r >= 0)
-                        r = sbx_etcd_txn_commit(f->s->etcd, t, finalize_txn_done, f);
+                        r = write_commit(&f->w, t, finalize_txn_done);
                 else
                         sbx_etcd_txn_free(t);
         }
         protobuf_c_message_free_unpacked(&copy->base, NULL);
         if (r < 0)
-                finalize_finish(f, r);
+                write_finish(&f->w, r);
 }
 
-int sched_finalize(Scheduler *s, const char *id, Sbx__V1__SandboxState final, const char *reason,
-                   void (*done)(Scheduler *s, int error, void *userdata), void *userdata)
+int sched_finalize(Scheduler *s, const char *id, unsigned flags, Sbx__V1__SandboxState final,
+                   const char *reason, void (*done)(Scheduler *s, int error, void *userdata), void *userdata)
 {
-        Finalize *f = calloc(1, sizeof(Finalize));
-        if (!f)
+        SchedWrite *w;
+        char *copy = NULL;
+        int r;
+
+        if (reason && !(copy = strdup(reason)))
                 return -ENOMEM;
-        f->id = strdup(id);
-        f->reason = reason ? strdup(reason) : NULL;
-        if (!f->id || (reason && !f->reason)) {
-                free(f->id);
-                free(f->reason);
-                free(f);
-                return -ENOMEM;
+        r = write_new(s, sizeof(Finalize), WRITE_FINALIZE, id, flags, done, userdata, &w);
+        if (r < 0) {
+                free(copy);
+                return r;
         }
-        f->s = s;
+        Finalize *f = (Finalize *)w;
         f->final = final;
-        f->done = done;
-        f->userdata = userdata;
-        s->inflight++;
-        uv_timer_init(s->loop, &f->timer);
-        f->timer.data = f;
+        f->reason = copy;
         finalize_attempt(f);
         return 0;
 }
@@ -330,15 +413,21 @@ int sched_finalize(Scheduler *s, const char *id, Sbx__V1__SandboxState final, co
 
 static void forget_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
 {
-        Scheduler *s = userdata;
+        SchedWrite *w = userdata;
+
+        w->txn_in_flight = false;
         if (error >= 0 && r->succeeded)
-                sbx_counter_inc(s->m.reconcile_actions, SBX_LABELS("gc"));
+                sbx_counter_inc(w->s->m.reconcile_actions, SBX_LABELS("gc"));
+        /* A lost compare means the record changed: whoever looks at it next decides again. */
+        write_finish(w, error);
 }
 
-int sched_forget(Scheduler *s, const char *id)
+int sched_forget(Scheduler *s, const char *id, unsigned flags,
+                 void (*done)(Scheduler *s, int error, void *userdata), void *userdata)
 {
         SchedSandbox *sb = sched_state_sandbox(s->state, id);
         _cleanup_free_ char *rec = NULL, *status = NULL, *secrets = NULL;
+        SchedWrite *w;
         SbxEtcdTxn *t;
         int r;
 
@@ -348,11 +437,19 @@ int sched_forget(Scheduler *s, const char *id)
             (r = sbx_key_new(&status, SBX_KEY_STATUS "%s", id)) < 0 ||
             (r = sbx_key_new(&secrets, SBX_KEY_SECRETS "%s", id)) < 0 || (r = sbx_etcd_txn_new(&t)) < 0)
                 return r;
+        r = write_new(s, sizeof(SchedWrite), WRITE_FORGET, id, flags, done, userdata, &w);
+        if (r < 0) {
+                sbx_etcd_txn_free(t);
+                return r;
+        }
         /* Only a record still ended and unchanged is forgotten. */
         if (sb->record)
                 sbx_etcd_txn_compare_mod_revision(t, rec, SBX_ETCD_EQUAL, sb->record_rev);
         sbx_etcd_txn_delete(t, SBX_ETCD_SUCCESS, rec, false);
         sbx_etcd_txn_delete(t, SBX_ETCD_SUCCESS, status, false);
         sbx_etcd_txn_delete(t, SBX_ETCD_SUCCESS, secrets, false);
-        return sbx_etcd_txn_commit(s->etcd, t, forget_done, s);
+        r = write_commit(w, t, forget_done);
+        if (r < 0)
+                write_finish(w, r);
+        return 0;
 }

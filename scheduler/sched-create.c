@@ -8,6 +8,13 @@
  * next attempt decides on those: no replica and no number of replicas can push an org over its
  * quota or a node over its capacity.
  *
+ * On one replica, the Creates of one organization commit one at a time: every such Txn compares
+ * the org's usage key, so of two in flight one would lose for nothing, and a busy org would turn
+ * its own concurrency into conflicts and ABORTED errors. The others wait in the org's line and go,
+ * in order, as soon as the Txn before them is answered, deciding on the usage it wrote (SchedUsage)
+ * rather than waiting for the watch. Concurrent Creates also avoid nodes with a placement of this
+ * replica in flight (sched-placement.h), for the same reason.
+ *
  * Then the call waits — through the state mirror, not a watch of its own — until the agent reports
  * RUNNING. Past the create deadline the sandbox is marked FAILED and its quota released.
  */
@@ -34,7 +41,14 @@ typedef enum CreatePhase {
         CREATE_DONE,
 } CreatePhase;
 
-typedef struct CreateOp {
+typedef struct CreateOp CreateOp;
+
+/* The Creates of one org waiting for its Txn in flight, first come first served. */
+typedef struct OrgLine {
+        TAILQ_HEAD(, CreateOp) ops;
+} OrgLine;
+
+struct CreateOp {
         Scheduler *s;
         SbxRpcServerCall *call;
         const Sbx__V1__CreateSandboxRequest *req;
@@ -48,28 +62,26 @@ typedef struct CreateOp {
         int64_t created_ms;
         usec_t started;
         char node[SBX_KEY_NAME_MAX + 1];
-        /* Values seen in a failed Txn's failure branch, newer than the mirror may be. */
-        Sbx__V1__OrgUsage *org_usage;
-        int64_t org_usage_rev;
-        char seen_node[SBX_KEY_NAME_MAX + 1];
-        Sbx__V1__NodeUsage *node_usage;
-        int64_t node_usage_rev;
+        /* The usage values the Txn in flight writes: what the org and the node hold if it commits. */
+        SchedUsage put_org, put_node;
         /* Secrets: placeholders for the record, and the sealed values. */
         char **placeholders;
         uint8_t *sealed;
         size_t sealed_len;
         uv_timer_t timer;
-} CreateOp;
+        /* In its org's line (Scheduler.org_lines). */
+        TAILQ_ENTRY(CreateOp) line_link;
+        bool in_line;
+        /* Called from the front of the line: the ops behind do not hold it back. */
+        bool line_turn;
+};
 
-static void create_attempt(CreateOp *op);
+static bool create_attempt(CreateOp *op);
+static void line_leave(CreateOp *op);
 
 static void op_closed(uv_handle_t *h)
 {
         CreateOp *op = h->data;
-        if (op->org_usage)
-                protobuf_c_message_free_unpacked(&op->org_usage->base, NULL);
-        if (op->node_usage)
-                protobuf_c_message_free_unpacked(&op->node_usage->base, NULL);
         strv_free(op->placeholders);
         free(op->sealed);
         sbx_rpc_server_call_unref(op->call);
@@ -81,6 +93,7 @@ static void op_maybe_free(CreateOp *op)
 {
         if (op->phase != CREATE_DONE || op->txn_in_flight || uv_is_closing((uv_handle_t *)&op->timer))
                 return;
+        line_leave(op);
         if (sbx_hashmap_get(op->s->waiters, op->id) == op)
                 sbx_hashmap_remove(op->s->waiters, op->id);
         sbx_rpc_server_call_set_userdata(op->call, NULL);
@@ -243,9 +256,13 @@ static int build_record(CreateOp *op, const char *node, int64_t max_lifetime_ms,
 
 /* ---- commit ---- */
 
+/* A failed Txn's failure branch read the current usage values ([0] org, [1] node): they are
+ * newer than the mirror may be, and the next attempt (of this Create or another) decides on them. */
 static void take_fresh_usage(CreateOp *op, const Etcdserverpb__TxnResponse *r)
 {
-        /* Failure branch: [0] org usage, [1] node usage. */
+        SchedOrg *org = sched_state_org(op->s->state, op->org);
+        SchedNode *node = sched_state_node(op->s->state, op->node);
+
         for (size_t i = 0; i < r->n_responses && i < 2; i++) {
                 const Etcdserverpb__ResponseOp *ro = r->responses[i];
                 if (ro->response_case != ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE)
@@ -253,25 +270,105 @@ static void take_fresh_usage(CreateOp *op, const Etcdserverpb__TxnResponse *r)
                 const Etcdserverpb__RangeResponse *rr = ro->response_range;
                 const Etcdserverpb__KeyValue *kv = rr->n_kvs > 0 ? rr->kvs[0] : NULL;
                 ProtobufCMessage *m = NULL;
-                if (i == 0) {
-                        if (op->org_usage)
-                                protobuf_c_message_free_unpacked(&op->org_usage->base, NULL);
-                        op->org_usage = NULL;
-                        op->org_usage_rev = kv ? kv->mod_revision : 0;
-                        if (kv && sbx_store_unpack(&sbx__v1__org_usage__descriptor, kv->value.data,
-                                                   kv->value.len, &m) >= 0)
-                                op->org_usage = (Sbx__V1__OrgUsage *)m;
-                } else {
-                        if (op->node_usage)
-                                protobuf_c_message_free_unpacked(&op->node_usage->base, NULL);
-                        op->node_usage = NULL;
-                        op->node_usage_rev = kv ? kv->mod_revision : 0;
-                        snprintf(op->seen_node, sizeof(op->seen_node), "%s", op->node);
-                        if (kv && sbx_store_unpack(&sbx__v1__node_usage__descriptor, kv->value.data,
-                                                   kv->value.len, &m) >= 0)
-                                op->node_usage = (Sbx__V1__NodeUsage *)m;
+                if (!kv)
+                        continue;
+                if (i == 0 && org &&
+                    sbx_store_unpack(&sbx__v1__org_usage__descriptor, kv->value.data, kv->value.len, &m) >=
+                            0) {
+                        const Sbx__V1__OrgUsage *u = (const Sbx__V1__OrgUsage *)m;
+                        sched_usage_learn(&org->known, u->memory_mb, 0, u->sandboxes, kv->mod_revision);
+                } else if (i == 1 && node &&
+                           sbx_store_unpack(&sbx__v1__node_usage__descriptor, kv->value.data, kv->value.len,
+                                            &m) >= 0) {
+                        const Sbx__V1__Resources *a = ((const Sbx__V1__NodeUsage *)m)->allocated;
+                        sched_usage_learn(&node->known, a ? a->memory_mb : 0, a ? a->vcpus : 0,
+                                          a ? a->slots : 0, kv->mod_revision);
+                }
+                if (m)
+                        protobuf_c_message_free_unpacked(m, NULL);
+        }
+}
+
+/* The Txn committed at `rev`: the usage keys hold what it wrote, whatever the mirror says yet. */
+static void take_written_usage(CreateOp *op, int64_t rev)
+{
+        SchedOrg *org = sched_state_org(op->s->state, op->org);
+        SchedNode *node = sched_state_node(op->s->state, op->node);
+
+        if (org)
+                sched_usage_learn(&org->known, op->put_org.memory_mb, 0, op->put_org.count, rev);
+        if (node)
+                sched_usage_learn(&node->known, op->put_node.memory_mb, op->put_node.vcpus,
+                                  op->put_node.count, rev);
+}
+
+/* ---- the org's line ---- */
+
+static void line_leave(CreateOp *op)
+{
+        OrgLine *l;
+
+        if (!op->in_line)
+                return;
+        l = sbx_hashmap_get(op->s->org_lines, op->org);
+        TAILQ_REMOVE(&l->ops, op, line_link);
+        op->in_line = false;
+        if (TAILQ_EMPTY(&l->ops))
+                free(sbx_hashmap_remove(op->s->org_lines, op->org));
+}
+
+/* Queues the op behind its org's Txn in flight (at the back, or at the front when it was already
+ * next). Returns false when out of memory: the op then commits at once and may conflict. */
+static bool line_join(CreateOp *op, bool front)
+{
+        OrgLine *l = sbx_hashmap_get(op->s->org_lines, op->org);
+
+        if (!l) {
+                l = calloc(1, sizeof(OrgLine));
+                if (!l)
+                        return false;
+                TAILQ_INIT(&l->ops);
+                if (sbx_hashmap_put(op->s->org_lines, op->org, l, NULL) < 0) {
+                        free(l);
+                        return false;
                 }
         }
+        if (front)
+                TAILQ_INSERT_HEAD(&l->ops, op, line_link);
+        else
+                TAILQ_INSERT_TAIL(&l->ops, op, line_link);
+        op->in_line = true;
+        return true;
+}
+
+/* The org's Txn was answered: the next in line goes (and the one after, if that one ends without a
+ * Txn of its own — over quota, no capacity). */
+static void line_next(Scheduler *s, const char *org)
+{
+        OrgLine *l;
+
+        while ((l = sbx_hashmap_get(s->org_lines, org))) {
+                CreateOp *next = TAILQ_FIRST(&l->ops);
+                line_leave(next);
+                next->line_turn = true;
+                bool holds = create_attempt(next);
+                next->line_turn = false;
+                if (holds)
+                        return;
+        }
+}
+
+/* Placements in flight, per org and node, steer concurrent Creates of this replica apart. */
+static void placing_add(CreateOp *op, int delta)
+{
+        SchedOrg *org = sched_state_org(op->s->state, op->org);
+        SchedNode *node = sched_state_node(op->s->state, op->node);
+
+        /* A rebuilt mirror starts again from zero: never go below it. */
+        if (org && (delta > 0 || org->known.placing > 0))
+                org->known.placing += delta;
+        if (node && (delta > 0 || node->known.placing > 0))
+                node->known.placing += delta;
 }
 
 static void reply_running(CreateOp *op, SchedSandbox *sb)
@@ -329,7 +426,7 @@ static void on_deadline(uv_timer_t *t)
 
         if (op->phase != CREATE_WAITING)
                 return;
-        sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+        sched_finalize(op->s, op->id, 0, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
                        "did not start before the create deadline", deadline_finalized, NULL);
         sbx_histogram_observe(op->s->m.create_wait, SBX_LABELS("deadline"), since(op->started));
         op_fail(op, SBX_STATUS_DEADLINE_EXCEEDED,
@@ -347,11 +444,18 @@ static void commit_done(int error, const Etcdserverpb__TxnResponse *r, void *use
         CreateOp *op = userdata;
 
         op->txn_in_flight = false;
+        placing_add(op, -1);
+        if (error >= 0 && r->succeeded)
+                take_written_usage(op, r->header ? r->header->revision : 0);
+        else if (error >= 0)
+                take_fresh_usage(op, r);
+        /* The org's next Create goes now, deciding on what this Txn taught us. */
+        line_next(op->s, op->org);
         if (op->phase == CREATE_DONE) {
                 /* Cancelled while committing: if it did commit, nobody will ever learn the id, so stop it.
                  */
                 if (error >= 0 && r->succeeded)
-                        sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+                        sched_finalize(op->s, op->id, 0, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
                                        "create cancelled", deadline_finalized, NULL);
                 op_maybe_free(op);
                 return;
@@ -363,7 +467,6 @@ static void commit_done(int error, const Etcdserverpb__TxnResponse *r, void *use
         }
         if (!r->succeeded) {
                 sbx_counter_inc(op->s->m.txn_conflicts, SBX_LABELS("create"));
-                take_fresh_usage(op, r);
                 if (++op->attempts >= COMMIT_ATTEMPTS) {
                         sbx_counter_inc(op->s->m.txn_retries_exhausted, SBX_LABELS("create"));
                         op_fail(op, SBX_STATUS_ABORTED,
@@ -402,79 +505,58 @@ static int add_put(SbxEtcdTxn *t, const char *key, const ProtobufCMessage *m)
         return 0;
 }
 
-/* Builds the snapshot placement works on: every node of the mirror. */
-static int node_views(Scheduler *s, CreateOp *op, SchedNodeView **ret, SchedNode ***ret_nodes, size_t *ret_n)
+/* Placement reads the region's nodes through this, so a Create looks at the few nodes it samples
+ * instead of copying every node of the region. */
+static void node_view(size_t i, SchedNodeView *v, void *userdata)
 {
-        SbxHashmap *nodes = sched_state_nodes(s->state);
-        size_t n = sbx_hashmap_size(nodes), i = 0, state = 0;
-        SchedNodeView *v = calloc(n ? n : 1, sizeof(*v));
-        SchedNode **ptr = calloc(n ? n : 1, sizeof(*ptr));
-        void *value;
+        SchedNode *const *nodes = userdata;
+        const SchedNode *node = nodes[i];
+        const Sbx__V1__Resources *cap = node->node ? node->node->capacity : NULL;
+        SchedUsage u = sched_node_usage(node);
 
-        if (!v || !ptr) {
-                free(v);
-                free(ptr);
-                return -ENOMEM;
-        }
-        while (sbx_hashmap_next(nodes, &state, NULL, &value) && i < n) {
-                SchedNode *node = value;
-                SchedNodeView *nv = &v[i];
-                ptr[i] = node;
-                nv->name = node->name;
-                nv->alive = sched_node_alive(node);
-                if (nv->alive) {
-                        nv->region = node->node->region;
-                        if (node->node->capacity) {
-                                nv->memory_mb = node->node->capacity->memory_mb;
-                                nv->vcpus = node->node->capacity->vcpus;
-                                nv->slots = node->node->capacity->slots;
-                        }
-                }
-                nv->cordoned = node->control && (node->control->cordoned || node->control->draining);
-                const Sbx__V1__NodeUsage *u = node->usage;
-                if (op->node_usage_rev > node->usage_rev && streq(op->seen_node, node->name))
-                        u = op->node_usage;
-                if (u && u->allocated) {
-                        nv->used_memory_mb = u->allocated->memory_mb;
-                        nv->used_vcpus = u->allocated->vcpus;
-                        nv->used_slots = u->allocated->slots;
-                }
-                i++;
-        }
-        *ret = v;
-        *ret_nodes = ptr;
-        *ret_n = i;
-        return 0;
+        *v = (SchedNodeView){
+                .name = node->name,
+                .alive = sched_node_alive(node),
+                .region = node->node ? node->node->region : NULL,
+                .cordoned = node->control && (node->control->cordoned || node->control->draining),
+                .busy = u.placing > 0,
+                .memory_mb = cap ? cap->memory_mb : 0,
+                .vcpus = cap ? cap->vcpus : 0,
+                .slots = cap ? cap->slots : 0,
+                .used_memory_mb = u.memory_mb,
+                .used_vcpus = u.vcpus,
+                .used_slots = u.count,
+        };
 }
 
-static void create_attempt(CreateOp *op)
+/* Tries to place and commit. Returns true when the op now holds its org's line — a Txn in flight,
+ * or waiting in the line — so that whoever woke it need not wake the next one. */
+static bool create_attempt(CreateOp *op)
 {
         Scheduler *s = op->s;
         SchedOrg *org = sched_state_org(s->state, op->org);
-        _cleanup_free_ SchedNodeView *views = NULL;
-        _cleanup_free_ SchedNode **nodes = NULL;
+        SchedNode *const *nodes = NULL;
         _cleanup_free_ char *rec_key = NULL, *assign_key = NULL, *org_usage_key = NULL,
                             *node_usage_key = NULL, *node_key = NULL, *org_key = NULL, *secrets_key = NULL;
         RecordParts parts = { 0 };
         SchedPlacementResult res;
-        size_t n = 0;
         int r;
 
         if (op->phase != CREATE_COMMITTING)
-                return;
+                return false;
         if (!org || !org->org) {
                 op_fail(op, SBX_STATUS_FAILED_PRECONDITION, "Organization \"%s\" no longer exists", op->org);
-                return;
+                return false;
         }
+        /* One Txn per org at a time on this replica: wait for the one in flight, behind those who
+         * came first. */
+        if ((org->known.placing > 0 || (!op->line_turn && sbx_hashmap_get(s->org_lines, op->org))) &&
+            line_join(op, op->line_turn))
+                return true;
 
         /* Quota, on the freshest usage known. */
-        const Sbx__V1__OrgUsage *usage = org->usage;
-        int64_t usage_rev = org->usage_rev;
-        if (op->org_usage_rev > usage_rev) {
-                usage = op->org_usage;
-                usage_rev = op->org_usage_rev;
-        }
-        uint32_t running = usage ? usage->sandboxes : 0;
+        SchedUsage usage = sched_org_usage(org);
+        uint32_t running = usage.count;
         if (running >= org->org->max_sandboxes) {
                 sbx_counter_inc(s->m.quota_rejections, NULL);
                 op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,
@@ -482,20 +564,17 @@ static void create_attempt(CreateOp *op)
                         "delete one or "
                         "raise the quota",
                         op->org, org->org->max_sandboxes, running);
-                return;
+                return false;
         }
 
-        /* Placement. */
-        if ((r = node_views(s, op, &views, &nodes, &n)) < 0) {
-                op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-                return;
-        }
+        /* Placement, among the region's live nodes. */
+        size_t n = sched_state_region_nodes(s->state, op->spec.region, &nodes);
         SchedPlacementRequest preq = { .region = op->spec.region,
                                        .memory_mb = op->spec.memory_mb,
                                        .vcpus = op->spec.vcpus,
                                        .seed = s->seed++ ^ ((uint64_t)op->created_ms << 16) ^ op->attempts,
                                        .sample = s->cfg.placement_sample };
-        r = sched_place(views, n, &preq, &res);
+        r = sched_place_among(n, node_view, (void *)nodes, &preq, &res);
         if (r < 0) {
                 sbx_counter_inc(s->m.placements, SBX_LABELS(op->spec.region, "no_capacity"));
                 op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,
@@ -503,14 +582,11 @@ static void create_attempt(CreateOp *op)
                         "or draining",
                         op->spec.region, op->spec.memory_mb, op->spec.vcpus, res.in_region, res.full,
                         res.cordoned);
-                return;
+                return false;
         }
         SchedNode *node = nodes[res.index];
-        const SchedNodeView *nv = &views[res.index];
+        SchedUsage nu_now = sched_node_usage(node);
         snprintf(op->node, sizeof(op->node), "%s", node->name);
-        int64_t node_usage_rev = node->usage_rev;
-        if (op->node_usage_rev > node_usage_rev && streq(op->seen_node, node->name))
-                node_usage_rev = op->node_usage_rev;
 
         /* The Txn. */
         Sbx__V1__Assignment assign = SBX__V1__ASSIGNMENT__INIT;
@@ -522,11 +598,14 @@ static void create_attempt(CreateOp *op)
         assign.sandbox_id = op->id;
         assign.assigned_at_ms = sbx_now_ms();
         ou.sandboxes = running + 1;
-        ou.memory_mb = (usage ? usage->memory_mb : 0) + op->spec.memory_mb;
-        alloc.memory_mb = nv->used_memory_mb + op->spec.memory_mb;
-        alloc.vcpus = nv->used_vcpus + op->spec.vcpus;
-        alloc.slots = nv->used_slots + 1;
+        ou.memory_mb = usage.memory_mb + op->spec.memory_mb;
+        alloc.memory_mb = nu_now.memory_mb + op->spec.memory_mb;
+        alloc.vcpus = nu_now.vcpus + op->spec.vcpus;
+        alloc.slots = nu_now.count + 1;
         nu.allocated = &alloc;
+        op->put_org = (SchedUsage){ .memory_mb = ou.memory_mb, .count = ou.sandboxes };
+        op->put_node =
+                (SchedUsage){ .memory_mb = alloc.memory_mb, .vcpus = alloc.vcpus, .count = alloc.slots };
 
         if ((r = build_record(op, node->name, (int64_t)org->org->max_lifetime_ms, &parts)) < 0 ||
             (r = sbx_key_new(&rec_key, SBX_KEY_SANDBOXES "%s", op->id)) < 0 ||
@@ -540,8 +619,8 @@ static void create_attempt(CreateOp *op)
                 goto fail;
 
         sbx_etcd_txn_compare_create_revision(t, rec_key, SBX_ETCD_EQUAL, 0);
-        sbx_etcd_txn_compare_mod_revision(t, org_usage_key, SBX_ETCD_EQUAL, usage_rev);
-        sbx_etcd_txn_compare_mod_revision(t, node_usage_key, SBX_ETCD_EQUAL, node_usage_rev);
+        sbx_etcd_txn_compare_mod_revision(t, org_usage_key, SBX_ETCD_EQUAL, usage.rev);
+        sbx_etcd_txn_compare_mod_revision(t, node_usage_key, SBX_ETCD_EQUAL, nu_now.rev);
         sbx_etcd_txn_compare_mod_revision(t, org_key, SBX_ETCD_EQUAL, org->org_rev);
         sbx_etcd_txn_compare_version(t, node_key, SBX_ETCD_GREATER, 0);
         if ((r = add_put(t, rec_key, &parts.rec.base)) < 0 ||
@@ -557,12 +636,14 @@ static void create_attempt(CreateOp *op)
         if (r < 0)
                 goto fail;
         op->txn_in_flight = true;
+        placing_add(op, +1);
         record_parts_done(&parts);
-        return;
+        return true;
 fail:
         sbx_etcd_txn_free(t);
         record_parts_done(&parts);
         op_fail(op, sbx_error_to_status(r), "Could not commit sandbox: %s", sbx_error_message(r));
+        return false;
 }
 
 /* ---- the handler ---- */
@@ -575,7 +656,7 @@ static void create_done(SbxRpcServerCall *call, bool cancelled, void *userdata)
         if (op->phase == CREATE_WAITING && cancelled) {
                 /* The caller gave up after the commit but before learning the id: nobody can use or
                  * delete this sandbox, so stop it now rather than let it hold quota for its lifetime. */
-                sched_finalize(op->s, op->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+                sched_finalize(op->s, op->id, 0, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
                                "create cancelled", deadline_finalized, NULL);
         }
         op->cancelled = cancelled;

@@ -75,8 +75,9 @@ static void on_metrics_down(void *userdata)
 
 /*
  * Shutdown runs in phases, each waiting (bounded) for the writes of the one before, so no etcd
- * completion is dropped: API calls end; record writes and the resignation finish; the election and
- * the lease are released; then the clients go.
+ * completion a caller depends on is dropped: API calls end; record writes and the resignation
+ * finish; the election and the lease are released; then the clients go. The reconciler's writes
+ * are not waited for: whoever leads next repeats what they did not finish.
  */
 typedef enum ShutdownPhase {
         PHASE_WRITES,
@@ -89,6 +90,8 @@ static void finish_shutdown(Scheduler *s)
 {
         s->state = sched_state_free(s->state);
         s->etcd = sbx_etcd_free(s->etcd);
+        /* No Txn result comes back any more: end the writes still waiting for one. */
+        sched_writes_cancel_all(s);
         if (s->metrics_server)
                 sbx_metrics_server_close(s->metrics_server, on_metrics_down, NULL);
         else
@@ -100,13 +103,16 @@ static void finish_shutdown(Scheduler *s)
 static void on_drain_tick(uv_timer_t *t)
 {
         Scheduler *s = t->data;
-        bool idle = s->inflight == 0 && sbx_etcd_pending(s->etcd) == 0;
+        unsigned writes;
+        size_t requests;
 
+        sched_writes_pending(s, &writes, &requests);
+        bool idle = writes == 0 && requests == 0;
         if (!idle && sbx_now_monotonic() < drain_deadline)
                 return;
         if (!idle)
-                log_warning("Shutting down with %u record writes and %zu etcd requests unfinished",
-                            s->inflight, sbx_etcd_pending(s->etcd));
+                log_warning("Shutting down with %u record writes and %zu etcd requests unfinished", writes,
+                            requests);
         if (phase == PHASE_WRITES) {
                 phase = PHASE_LEASE;
                 s->reconciler = sched_reconciler_free(s->reconciler);
@@ -175,7 +181,9 @@ static int setup(Scheduler *s)
         SbxEtcdOptions eo = { .endpoints = s->cfg.etcd_endpoints, .tls = s->cfg.etcd_ca ? &etcd_tls : NULL };
         if ((r = sbx_etcd_new(s->rpc, &eo, &s->etcd)) < 0)
                 return log_error_errno(r, "Failed to set up the etcd client: %m");
-        if ((r = sbx_hashmap_new(&s->waiters)) < 0 || (r = sched_state_new(s->etcd, &s->state)) < 0 ||
+        LIST_INIT(&s->writes);
+        if ((r = sbx_hashmap_new(&s->waiters)) < 0 || (r = sbx_hashmap_new(&s->org_lines)) < 0 ||
+            (r = sched_state_new(s->etcd, &s->state)) < 0 ||
             (r = sched_state_listen(s->state, on_state_change, s)) < 0 ||
             (r = sched_reconciler_new(s, &s->reconciler)) < 0)
                 return log_oom();
@@ -257,6 +265,7 @@ int main(int argc, char **argv)
         sbx_signals_close(signals);
         sbx_loop_close_all(&loop);
         sbx_hashmap_free(s->waiters, NULL);
+        sbx_hashmap_free(s->org_lines, free);
         sbx_metrics_free(s->metrics);
         sbx_cluster_key_wipe(&s->key);
         free(s->identity);

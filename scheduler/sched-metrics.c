@@ -86,6 +86,13 @@ int sched_metrics_register(Scheduler *s)
             (r = sbx_metrics_counter(m, "sbx_scheduler_reconcile_actions_total",
                                      "Reconciler actions: finalize, lost, expire, gc.",
                                      SBX_LABEL_NAMES("action"), &x->reconcile_actions)) < 0 ||
+            (r = sbx_metrics_gauge(m, "sbx_scheduler_reconcile_in_flight",
+                                   "Reconciler actions (etcd transactions) in flight; bounded.", NULL,
+                                   &x->reconcile_in_flight)) < 0 ||
+            (r = sbx_metrics_gauge(m, "sbx_scheduler_reconcile_queue",
+                                   "Sandboxes queued for the reconciler to look at, including those "
+                                   "waiting for an action slot.",
+                                   NULL, &x->reconcile_queue)) < 0 ||
             (r = sbx_metrics_counter(m, "sbx_scheduler_leader_changes_total",
                                      "Times this replica became the leader.", NULL, &x->leader_changes)) <
                     0 ||

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/string-util.h"
 #include "common/log/log.h"
 #include "common/store/store.h"
 
@@ -13,9 +14,24 @@ typedef struct Listener {
         void *userdata;
 } Listener;
 
+/* The live nodes of one region. Entries stay when the region empties (there are few regions). */
+struct SchedRegion {
+        char *name;
+        SchedNode **nodes;
+        size_t n, cap;
+};
+
+struct SchedStateWait {
+        LIST_ENTRY(SchedStateWait) link;
+        int64_t revision;
+        void (*fn)(int error, void *userdata);
+        void *userdata;
+};
+
 struct SchedState {
         SbxEtcd *etcd;
-        SbxHashmap *nodes, *orgs, *sandboxes, *tokens;
+        SbxHashmap *nodes, *orgs, *sandboxes, *tokens, *regions;
+        LIST_HEAD(, SchedStateWait) waits;
         int64_t revision;
         bool ready;
         bool reading;
@@ -70,6 +86,14 @@ static void token_free(void *p)
         protobuf_c_message_free_unpacked(&t->base, NULL);
 }
 
+static void region_free(void *p)
+{
+        SchedRegion *r = p;
+        free(r->nodes);
+        free(r->name);
+        free(r);
+}
+
 static void *entry_get(SbxHashmap *map, const char *name, size_t size, size_t name_off)
 {
         void *e = sbx_hashmap_get(map, name);
@@ -90,7 +114,13 @@ static void *entry_get(SbxHashmap *map, const char *name, size_t size, size_t na
 
 static SchedNode *node_get(SchedState *s, const char *name)
 {
-        return entry_get(s->nodes, name, sizeof(SchedNode), offsetof(SchedNode, name));
+        SchedNode *n = sbx_hashmap_get(s->nodes, name);
+        if (n)
+                return n;
+        n = entry_get(s->nodes, name, sizeof(SchedNode), offsetof(SchedNode, name));
+        if (n)
+                LIST_INIT(&n->sandboxes);
+        return n;
 }
 
 static SchedOrg *org_get(SchedState *s, const char *name)
@@ -105,13 +135,62 @@ static SchedSandbox *sandbox_get(SchedState *s, const char *id)
 
 static void node_maybe_drop(SchedState *s, SchedNode *n)
 {
-        if (!n->node && !n->control && !n->usage && n->active == 0)
+        /* A node with placements in flight keeps what this replica knows of it. */
+        if (!n->node && !n->control && !n->usage && n->active == 0 && n->known.placing == 0)
                 node_free(sbx_hashmap_remove(s->nodes, n->name));
+}
+
+/* ---- the region index ---- */
+
+static void region_remove(SchedNode *n)
+{
+        SchedRegion *r = n->region;
+        if (!r)
+                return;
+        /* Swap-remove: order does not matter, placement samples at random. */
+        SchedNode *last = r->nodes[--r->n];
+        r->nodes[n->region_pos] = last;
+        last->region_pos = n->region_pos;
+        n->region = NULL;
+        n->region_pos = 0;
+}
+
+/* Puts the node where it belongs: in its region's list while it is alive, nowhere otherwise. */
+static void region_update(SchedState *s, SchedNode *n)
+{
+        const char *want = sched_node_alive(n) && !isempty(n->node->region) ? n->node->region : NULL;
+        SchedRegion *r;
+
+        if (n->region && want && streq(n->region->name, want))
+                return;
+        region_remove(n);
+        if (!want)
+                return;
+        r = sbx_hashmap_get(s->regions, want);
+        if (!r) {
+                r = calloc(1, sizeof(SchedRegion));
+                if (!r || !(r->name = strdup(want)) || sbx_hashmap_put(s->regions, want, r, NULL) < 0) {
+                        if (r)
+                                region_free(r);
+                        return;
+                }
+        }
+        if (r->n == r->cap) {
+                size_t cap = r->cap ? r->cap * 2 : 16;
+                SchedNode **v = realloc(r->nodes, cap * sizeof(*v));
+                if (!v)
+                        return;
+                r->nodes = v;
+                r->cap = cap;
+        }
+        n->region = r;
+        n->region_pos = r->n;
+        r->nodes[r->n++] = n;
 }
 
 static void org_maybe_drop(SchedState *s, SchedOrg *o)
 {
-        if (!o->org && !o->usage)
+        if (!o->org && !o->usage && o->known.placing == 0)
                 org_free(sbx_hashmap_remove(s->orgs, o->name));
 }
 
@@ -141,21 +220,30 @@ Sbx__V1__SandboxState sched_sandbox_state(const SchedSandbox *sb)
         return SBX__V1__SANDBOX_STATE__SANDBOX_STATE_PENDING;
 }
 
-/* Keeps SchedNode.active in step with records: a record counts on its node until it ends. */
-static void count_active(SchedState *s, const Sbx__V1__SandboxRecord *r, int delta)
+/* Keeps each node's list of sandboxes (and SchedNode.active) in step with records: a record is on
+ * its node's list from its placement until it ends. */
+static void sandbox_unlink(SchedState *s, SchedSandbox *sb)
 {
-        if (!r || !r->node || !*r->node ||
-            r->final_state != SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED)
+        SchedNode *n = sb->on_node;
+        if (!n)
+                return;
+        LIST_REMOVE(sb, node_link);
+        sb->on_node = NULL;
+        n->active--;
+        node_maybe_drop(s, n);
+}
+
+static void sandbox_link(SchedState *s, SchedSandbox *sb)
+{
+        const Sbx__V1__SandboxRecord *r = sb->record;
+        if (!r || isempty(r->node) || r->final_state != SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED)
                 return;
         SchedNode *n = node_get(s, r->node);
         if (!n)
                 return;
-        if (delta < 0 && n->active > 0)
-                n->active--;
-        else if (delta > 0)
-                n->active++;
-        if (delta < 0)
-                node_maybe_drop(s, n);
+        LIST_INSERT_HEAD(&n->sandboxes, sb, node_link);
+        sb->on_node = n;
+        n->active++;
 }
 
 static bool still_listening(SchedState *s, const Listener *l)
@@ -168,16 +256,57 @@ static bool still_listening(SchedState *s, const Listener *l)
 
 static void notify(SchedState *s, SchedChange what, const char *name)
 {
-        /* Listeners may come and go while being told: walk a copy, and skip those that left. */
+        /* Listeners may come and go while being told: walk a copy, and skip those that left. The
+         * copy lives on the stack in the common case: this runs for every change. */
+        Listener small[8];
         size_t n = s->n_listeners;
-        Listener *copy = n ? malloc(n * sizeof(Listener)) : NULL;
-        if (n && !copy)
+        Listener *copy = n <= ELEMENTSOF(small) ? small : malloc(n * sizeof(Listener));
+        if (!copy)
                 return;
-        memcpy(copy, s->listeners, n * sizeof(Listener));
+        if (n)
+                memcpy(copy, s->listeners, n * sizeof(Listener));
         for (size_t i = 0; i < n; i++)
                 if (still_listening(s, &copy[i]))
                         copy[i].fn(s, what, name, copy[i].userdata);
-        free(copy);
+        if (copy != small)
+                free(copy);
+}
+
+/* ---- usage known to this replica ---- */
+
+SchedUsage sched_node_usage(const SchedNode *n)
+{
+        SchedUsage u = n->known;
+        if (n->known.rev > n->usage_rev)
+                return u;
+        const Sbx__V1__Resources *a = n->usage ? n->usage->allocated : NULL;
+        u.memory_mb = a ? a->memory_mb : 0;
+        u.vcpus = a ? a->vcpus : 0;
+        u.count = a ? a->slots : 0;
+        u.rev = n->usage_rev;
+        return u;
+}
+
+SchedUsage sched_org_usage(const SchedOrg *o)
+{
+        SchedUsage u = o->known;
+        if (o->known.rev > o->usage_rev)
+                return u;
+        u.memory_mb = o->usage ? o->usage->memory_mb : 0;
+        u.vcpus = 0;
+        u.count = o->usage ? o->usage->sandboxes : 0;
+        u.rev = o->usage_rev;
+        return u;
+}
+
+void sched_usage_learn(SchedUsage *known, uint64_t memory_mb, uint32_t vcpus, uint32_t count, int64_t rev)
+{
+        if (rev <= known->rev)
+                return;
+        known->memory_mb = memory_mb;
+        known->vcpus = vcpus;
+        known->count = count;
+        known->rev = rev;
 }
 
 /* Decodes value into *slot (replacing what was there); a deletion clears it. */
@@ -213,6 +342,7 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
                         return;
                 if (replace((ProtobufCMessage **)&n->node, &sbx__v1__node__descriptor, deleted, value,
                             value_len, keystr)) {
+                        region_update(s, n);
                         notify(s, SCHED_CHANGE_NODE, a);
                         node_maybe_drop(s, n);
                 }
@@ -232,7 +362,10 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
                 if (replace((ProtobufCMessage **)&n->usage, &sbx__v1__node_usage__descriptor, deleted, value,
                             value_len, keystr)) {
                         n->usage_rev = !deleted ? mod_revision : 0;
-                        notify(s, SCHED_CHANGE_NODE, a);
+                        /* What this replica knew is superseded, by a write or by a deletion. */
+                        if (n->known.rev <= mod_revision)
+                                n->known.rev = 0;
+                        notify(s, SCHED_CHANGE_NODE_USAGE, a);
                         node_maybe_drop(s, n);
                 }
                 return;
@@ -252,7 +385,9 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
                 if (replace((ProtobufCMessage **)&o->usage, &sbx__v1__org_usage__descriptor, deleted, value,
                             value_len, keystr)) {
                         o->usage_rev = !deleted ? mod_revision : 0;
-                        notify(s, SCHED_CHANGE_ORG, a);
+                        if (o->known.rev <= mod_revision)
+                                o->known.rev = 0;
+                        notify(s, SCHED_CHANGE_ORG_USAGE, a);
                         org_maybe_drop(s, o);
                 }
                 return;
@@ -274,11 +409,11 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
         case SBX_KEY_KIND_SANDBOX:
                 if (!(sb = sandbox_get(s, a)))
                         return;
-                count_active(s, sb->record, -1);
+                sandbox_unlink(s, sb);
                 if (replace((ProtobufCMessage **)&sb->record, &sbx__v1__sandbox_record__descriptor, deleted,
                             value, value_len, keystr))
                         sb->record_rev = !deleted ? mod_revision : 0;
-                count_active(s, sb->record, +1);
+                sandbox_link(s, sb);
                 notify(s, SCHED_CHANGE_SANDBOX, a);
                 break;
         case SBX_KEY_KIND_STATUS:
@@ -302,6 +437,52 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
 
 static void start_read(SchedState *s);
 
+/* Runs the waits the mirror has reached (or all of them, with an error). */
+static void waits_run(SchedState *s, int error)
+{
+        SchedStateWait *w, *next;
+
+        for (w = LIST_FIRST(&s->waits); w; w = next) {
+                next = LIST_NEXT(w, link);
+                if (error >= 0 && w->revision > s->revision)
+                        continue;
+                LIST_REMOVE(w, link);
+                void (*fn)(int, void *) = w->fn;
+                void *ud = w->userdata;
+                free(w);
+                fn(error, ud);
+                /* fn may have cancelled other waits: start over (they are few). */
+                next = LIST_FIRST(&s->waits);
+        }
+}
+
+int sched_state_wait_revision(SchedState *s, int64_t revision, void (*fn)(int error, void *userdata),
+                              void *userdata, SchedStateWait **ret)
+{
+        SchedStateWait *w;
+
+        if (s->ready && revision <= s->revision)
+                return -EALREADY;
+        w = calloc(1, sizeof(SchedStateWait));
+        if (!w)
+                return -ENOMEM;
+        w->revision = revision;
+        w->fn = fn;
+        w->userdata = userdata;
+        LIST_INSERT_HEAD(&s->waits, w, link);
+        if (ret)
+                *ret = w;
+        return 0;
+}
+
+void sched_state_wait_cancel(SchedState *s, SchedStateWait *w)
+{
+        if (!w)
+                return;
+        LIST_REMOVE(w, link);
+        free(w);
+}
+
 static void on_events(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
 {
         SchedState *s = userdata;
@@ -316,6 +497,8 @@ static void on_events(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, voi
                 if (ev->kv->mod_revision > s->revision)
                         s->revision = ev->kv->mod_revision;
         }
+        if (!LIST_EMPTY(&s->waits))
+                waits_run(s, 0);
 }
 
 static void on_resync(SbxEtcdWatch *w, int64_t compact_revision, void *userdata)
@@ -331,14 +514,16 @@ static void clear(SchedState *s)
         sbx_hashmap_free(s->orgs, org_free);
         sbx_hashmap_free(s->sandboxes, sandbox_free);
         sbx_hashmap_free(s->tokens, token_free);
-        s->nodes = s->orgs = s->sandboxes = s->tokens = NULL;
+        sbx_hashmap_free(s->regions, region_free);
+        s->nodes = s->orgs = s->sandboxes = s->tokens = s->regions = NULL;
 }
 
 static int alloc_maps(SchedState *s)
 {
         int r;
         if ((r = sbx_hashmap_new(&s->nodes)) < 0 || (r = sbx_hashmap_new(&s->orgs)) < 0 ||
-            (r = sbx_hashmap_new(&s->sandboxes)) < 0 || (r = sbx_hashmap_new(&s->tokens)) < 0)
+            (r = sbx_hashmap_new(&s->sandboxes)) < 0 || (r = sbx_hashmap_new(&s->tokens)) < 0 ||
+            (r = sbx_hashmap_new(&s->regions)) < 0)
                 return r;
         return 0;
 }
@@ -379,6 +564,8 @@ static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *use
                 if (s->ready_cb)
                         s->ready_cb(s, s->ready_userdata);
         }
+        if (!LIST_EMPTY(&s->waits))
+                waits_run(s, 0);
 }
 
 static void start_read(SchedState *s)
@@ -398,6 +585,7 @@ int sched_state_new(SbxEtcd *etcd, SchedState **ret)
         if (!s)
                 return -ENOMEM;
         s->etcd = etcd;
+        LIST_INIT(&s->waits);
         r = alloc_maps(s);
         if (r < 0) {
                 clear(s);
@@ -421,6 +609,8 @@ SchedState *sched_state_free(SchedState *s)
         if (!s)
                 return NULL;
         sbx_etcd_watch_free(s->watch);
+        s->watch = NULL;
+        waits_run(s, -ECANCELED);
         clear(s);
         free(s->listeners);
         s->listeners = NULL;
@@ -483,6 +673,37 @@ SchedSandbox *sched_state_sandbox(SchedState *s, const char *id)
 const Sbx__V1__TokenRecord *sched_state_token(SchedState *s, const char *hash)
 {
         return sbx_hashmap_get(s->tokens, hash);
+}
+
+size_t sched_state_region_nodes(SchedState *s, const char *region, SchedNode *const **ret)
+{
+        SchedRegion *r = region ? sbx_hashmap_get(s->regions, region) : NULL;
+        *ret = r ? r->nodes : NULL;
+        return r ? r->n : 0;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **sched_state_regions(SchedState *s)
+{
+        char **l = calloc(1, sizeof(char *));
+        size_t state = 0;
+        void *v;
+
+        if (!l)
+                return NULL;
+        while (sbx_hashmap_next(s->regions, &state, NULL, &v)) {
+                SchedRegion *r = v;
+                if (r->n > 0 && strv_extend(&l, r->name) < 0) {
+                        strv_free(l);
+                        return NULL;
+                }
+        }
+        qsort(l, strv_length(l), sizeof(char *), str_cmp);
+        return l;
 }
 
 SbxHashmap *sched_state_nodes(SchedState *s)

@@ -52,46 +52,19 @@ int sched_access_token(Scheduler *s, const SchedSandbox *sb, char **ret)
         return sbx_token_mint(&s->key, sb->id, r->org, r->created_at_ms + max_life + TOKEN_SLACK_MS, ret);
 }
 
-static int region_cmp(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 char *sched_known_regions(Scheduler *s)
 {
-        SbxHashmap *nodes = sched_state_nodes(s->state);
-        char **regions = NULL;
-        size_t n = 0, state = 0;
-        void *v;
+        _cleanup_strv_free_ char **regions = sched_state_regions(s->state);
         char *out = NULL;
 
-        while (sbx_hashmap_next(nodes, &state, NULL, &v)) {
-                SchedNode *node = v;
-                if (!sched_node_alive(node) || !node->node->region)
-                        continue;
-                if (!strv_contains(regions, node->node->region) &&
-                    strv_extend(&regions, node->node->region) >= 0)
-                        n++;
-        }
-        if (n > 1)
-                qsort(regions, n, sizeof(char *), region_cmp);
-        if (strv_join(regions, ", ", &out) < 0)
-                out = NULL;
-        strv_free(regions);
+        if (!regions || strv_join(regions, ", ", &out) < 0)
+                return NULL;
         return out;
 }
 
 bool sched_region_known(const char *region, void *userdata)
 {
         Scheduler *s = userdata;
-        SbxHashmap *nodes = sched_state_nodes(s->state);
-        size_t state = 0;
-        void *v;
-
-        while (sbx_hashmap_next(nodes, &state, NULL, &v)) {
-                SchedNode *node = v;
-                if (sched_node_alive(node) && node->node->region && streq(node->node->region, region))
-                        return true;
-        }
-        return false;
+        SchedNode *const *nodes;
+        return sched_state_region_nodes(s->state, region, &nodes) > 0;
 }

@@ -20,6 +20,8 @@ typedef struct SchedMetrics {
         SbxCounter *txn_conflicts;         /* op */
         SbxCounter *txn_retries_exhausted; /* op */
         SbxCounter *reconcile_actions;     /* action */
+        SbxGauge *reconcile_in_flight;
+        SbxGauge *reconcile_queue;
         SbxCounter *leader_changes;
         SbxGauge *leader;
         SbxGauge *sandboxes;        /* state, region */
@@ -32,6 +34,7 @@ typedef struct SchedMetrics {
 } SchedMetrics;
 
 typedef struct SchedReconciler SchedReconciler;
+typedef struct SchedWrite SchedWrite;
 
 typedef struct Scheduler {
         SchedConfig cfg;
@@ -52,8 +55,11 @@ typedef struct Scheduler {
         SchedReconciler *reconciler;
         /* Create calls waiting for their sandbox to run: id → list (sched-create.c). */
         SbxHashmap *waiters;
+        /* Create calls waiting for their org's Txn in flight: org → line (sched-create.c). */
+        SbxHashmap *org_lines;
         uint64_t seed;
-        /* Record updates and finalizations not finished yet (shutdown waits for them). */
+        /* Record writes not finished yet (sched-commit.c), and how many. */
+        LIST_HEAD(, SchedWrite) writes;
         unsigned inflight;
         bool stopping;
 } Scheduler;
@@ -76,20 +82,37 @@ int sched_auth_bootstrap(Scheduler *s, void (*done)(Scheduler *s, int error), vo
 
 /* ---- records and usage (sched-commit.c) ---- */
 
+/* Writes the reconciler starts: shutdown does not wait for them, since whoever leads next repeats
+ * whatever they did not finish (each is idempotent, guarded by the record's mod revision). */
+#define SCHED_WRITE_DROPPABLE 1u
+
 /* Changes a record with a Txn guarded by its mod revision. `mutate` edits a private copy and
  * returns false when no write is needed. Conflicts are retried a few times against the mirror.
- * `done` (optional) gets 0, -ENOENT, or the last error. */
+ * `done` (optional) gets 0, -ENOENT, -ECANCELED (shutdown), or the last error; it may run before
+ * this returns. Returns -ENOMEM (and `done` does not run). */
 typedef bool (*SchedRecordMutate)(Sbx__V1__SandboxRecord *rec, void *userdata);
-int sched_record_update(Scheduler *s, const char *id, SchedRecordMutate mutate, void *userdata,
-                        void (*done)(Scheduler *s, int error, void *userdata), void *done_userdata);
+int sched_record_update(Scheduler *s, const char *id, unsigned flags, SchedRecordMutate mutate,
+                        void *userdata, void (*done)(Scheduler *s, int error, void *userdata),
+                        void *done_userdata);
 
 /* Ends a sandbox: records its final state and end time, deletes its assignment, and — exactly once,
- * guarded by quota_held — gives back its org and node usage, all in one Txn. */
-int sched_finalize(Scheduler *s, const char *id, Sbx__V1__SandboxState final, const char *reason,
-                   void (*done)(Scheduler *s, int error, void *userdata), void *userdata);
+ * guarded by quota_held — gives back its org and node usage, all in one Txn. `done` as above. */
+int sched_finalize(Scheduler *s, const char *id, unsigned flags, Sbx__V1__SandboxState final,
+                   const char *reason, void (*done)(Scheduler *s, int error, void *userdata),
+                   void *userdata);
 
-/* Sandbox GC after the retention period: record, status, secrets and assignment. */
-int sched_forget(Scheduler *s, const char *id);
+/* Sandbox GC after the retention period: record, status and secrets (the assignment went at
+ * finalization), if the record is unchanged. `done` as above; -ENOENT when the mirror has no such
+ * sandbox. */
+int sched_forget(Scheduler *s, const char *id, unsigned flags,
+                 void (*done)(Scheduler *s, int error, void *userdata), void *userdata);
+
+/* For shutdown: the writes not yet finished that it must wait for, and the etcd requests in flight
+ * other than the droppable writes' own. */
+void sched_writes_pending(Scheduler *s, unsigned *ret_writes, size_t *ret_requests);
+/* Once the etcd client is freed (so no Txn result can come back): ends every write still pending
+ * with -ECANCELED and frees it. */
+void sched_writes_cancel_all(Scheduler *s);
 
 /* ---- the API view (sched-view.c) ---- */
 
@@ -119,8 +142,6 @@ void sched_attach_done(SbxRpcServerCall *call, bool cancelled, void *userdata);
 int sched_reconciler_new(Scheduler *s, SchedReconciler **ret);
 SchedReconciler *sched_reconciler_free(SchedReconciler *r);
 void sched_reconciler_set_leader(SchedReconciler *r, bool leader);
-/* Asks for a pass soon (coalesced). */
-void sched_reconciler_kick(SchedReconciler *r);
 
 /* Campaigns for leadership (sched-leader.c); stop resigns, free releases the lease. */
 void sched_leader_start(Scheduler *s);

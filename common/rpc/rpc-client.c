@@ -8,6 +8,13 @@
  * once). RECV_INITIAL_METADATA rides in the first receive batch and no send waits for it: etcd,
  * for one, sends its headers lazily, and without it RECV_MESSAGE on a bidi stream never completes.
  *
+ * Receiving reads one message ahead: the next RECV_MESSAGE is posted before the current message is
+ * handed to on_message, so gRPC fetches it while the loop runs the callback, instead of each
+ * message waiting for a full poller → loop → poller round trip (a watch stream under load lives on
+ * that difference). A message that arrives while the owner has paused reading is held, not
+ * delivered, and goes out through the loop once reading resumes; holding at most one message keeps
+ * HTTP/2 flow control the only buffer, so pausing still pushes back on the server.
+ *
  * The final status is delivered after the last message: when the status has arrived and the
  * receive side has reached the end of the stream (or failed).
  */
@@ -57,6 +64,8 @@ struct SbxRpcClientCall {
         bool initial_md_requested;
         SbxRpcMetadataCopy headers;
         grpc_byte_buffer *recv_buffer;
+        /* A message read ahead while reading was paused; delivered first when it resumes. */
+        grpc_byte_buffer *recv_held;
         bool recv_in_flight, recv_paused, recv_eof;
 
         grpc_status_code status;
@@ -108,6 +117,8 @@ static void client_call_free(SbxRpcClientCall *c)
         sbx__rpc_metadata_done(&c->headers);
         if (c->recv_buffer)
                 grpc_byte_buffer_destroy(c->recv_buffer);
+        if (c->recv_held)
+                grpc_byte_buffer_destroy(c->recv_held);
         grpc_slice_unref(c->status_details);
         if (c->error_string)
                 gpr_free((void *)c->error_string);
@@ -322,6 +333,11 @@ static void client_maybe_deliver_status(SbxRpcClientCall *c)
 
         c->status_delivered = true;
         sbx__rpc_send_queue_clear(&c->send_queue, &c->pending_bytes);
+        if (c->recv_held) {
+                /* A failed stream ends now; what was read ahead and not yet wanted goes with it. */
+                grpc_byte_buffer_destroy(c->recv_held);
+                c->recv_held = NULL;
+        }
         status_from_grpc(&st, c->status, c->status_details);
         if (c->cbs.on_status)
                 c->cbs.on_status(c, &st, c->userdata);
@@ -343,6 +359,22 @@ static void on_status(SbxRpcTag *tag, bool ok)
         sbx_rpc_client_call_unref(c);
 }
 
+static void client_deliver_message(SbxRpcClientCall *c, grpc_byte_buffer *bb)
+{
+        ProtobufCMessage *m = NULL;
+
+        if (sbx__rpc_unpack(c->method->output, bb, &m) < 0) {
+                /* The stream cannot be trusted any more: end it. */
+                grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "Malformed message from server",
+                                             NULL);
+                c->recv_eof = true;
+        } else if (c->cbs.on_message) {
+                c->cbs.on_message(c, m, c->userdata);
+        } else {
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+}
+
 static void on_stream_recv(SbxRpcTag *tag, bool ok)
 {
         SbxRpcClientCall *c = container_of(tag, SbxRpcClientCall, tag_recv);
@@ -355,18 +387,15 @@ static void on_stream_recv(SbxRpcTag *tag, bool ok)
 
         if (!ok || !bb) {
                 c->recv_eof = true;
-        } else if (!c->status_delivered) {
-                ProtobufCMessage *m = NULL;
-                if (sbx__rpc_unpack(c->method->output, bb, &m) < 0) {
-                        /* The stream cannot be trusted any more: end it. */
-                        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL,
-                                                     "Malformed message from server", NULL);
-                        c->recv_eof = true;
-                } else if (c->cbs.on_message) {
-                        c->cbs.on_message(c, m, c->userdata);
-                } else {
-                        protobuf_c_message_free_unpacked(m, NULL);
-                }
+        } else if (c->status_delivered) {
+                /* Nobody listens any more. */
+        } else if (c->recv_paused) {
+                /* Read ahead before the owner paused: keep it for when reading resumes. */
+                c->recv_held = TAKE_PTR(bb);
+        } else {
+                /* Ask for the next message first, so gRPC reads it while this one is handled. */
+                client_arm_recv(c);
+                client_deliver_message(c, bb);
         }
         if (bb)
                 grpc_byte_buffer_destroy(bb);
@@ -542,10 +571,19 @@ void sbx_rpc_client_call_on_drain(SbxRpcClientCall *c, void (*cb)(SbxRpcClientCa
 void sbx_rpc_client_call_pause_reading(SbxRpcClientCall *c, bool pause)
 {
         c->recv_paused = pause;
-        if (!pause) {
-                client_arm_recv(c);
-                client_maybe_deliver_status(c);
+        if (pause)
+                return;
+        if (c->recv_held && !c->recv_in_flight && !c->status_delivered) {
+                /* Hand the held message over as if it had just arrived, but later, from the loop:
+                 * the owner may be resuming from inside one of its own callbacks. */
+                c->recv_buffer = TAKE_PTR(c->recv_held);
+                c->recv_in_flight = true;
+                sbx_rpc_client_call_ref(c);
+                sbx__rpc_tag_post(c->ch->rpc, &c->tag_recv, on_stream_recv, true);
+                return;
         }
+        client_arm_recv(c);
+        client_maybe_deliver_status(c);
 }
 
 const char *sbx_rpc_client_call_header(const SbxRpcClientCall *c, const char *key)

@@ -51,6 +51,11 @@ static inline void *sbx__rpc_tag_arm(SbxRpc *rpc, SbxRpcTag *tag, SbxRpcTagFn fn
         return tag;
 }
 
+/* Completes `tag` through the loop's queue without gRPC: `fn` runs later on the loop with `ok`, as
+ * for a gRPC completion (and shutdown waits for it the same way). For work that must not run inside
+ * the caller, such as delivering a message held back while reading was paused. */
+void sbx__rpc_tag_post(SbxRpc *rpc, SbxRpcTag *tag, SbxRpcTagFn fn, bool ok);
+
 /* Re-checks whether a shutdown can complete (no servers, no channels, nothing outstanding). */
 void sbx__rpc_maybe_finish_shutdown(SbxRpc *rpc);
 

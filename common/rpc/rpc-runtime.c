@@ -44,6 +44,13 @@ static void dispatch(SbxQueue *q, SbxQueueItem *item, void *userdata)
                 sbx__rpc_maybe_finish_shutdown(rpc);
 }
 
+void sbx__rpc_tag_post(SbxRpc *rpc, SbxRpcTag *tag, SbxRpcTagFn fn, bool ok)
+{
+        sbx__rpc_tag_arm(rpc, tag, fn);
+        tag->ok = ok;
+        sbx_queue_push(rpc->queue, &tag->item);
+}
+
 /* gRPC's own log lines go through ours. They are library chatter: debug, except errors. */
 static void gpr_log_to_sbx(gpr_log_func_args *args)
 {

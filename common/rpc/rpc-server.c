@@ -6,7 +6,9 @@
  *
  *   accept  the request_call completion that brings the call
  *   close   RECV_CLOSE_ON_SERVER: completes when the call is over (finished or cancelled)
- *   recv    the one outstanding RECV_MESSAGE
+ *   recv    the one outstanding RECV_MESSAGE; on streaming calls it is posted again before the
+ *           message just received goes to the handler (reading one ahead), and a message that
+ *           arrives while the handler paused reading is held until it resumes
  *   send    the one outstanding send batch (initial metadata, a message, the status)
  *
  * A call is freed when no batch is outstanding and nobody holds a reference.
@@ -67,6 +69,8 @@ struct SbxRpcServerCall {
         SbxRpcTag tag_accept, tag_close, tag_recv, tag_send;
         int cancelled_flag;
         grpc_byte_buffer *recv_buffer;
+        /* A client message read ahead while reading was paused; delivered first on resume. */
+        grpc_byte_buffer *recv_held;
         bool recv_in_flight, recv_paused, recv_ended;
 
         struct SbxRpcSendQueue send_queue;
@@ -119,6 +123,8 @@ static void call_free(SbxRpcServerCall *c)
         sbx__rpc_send_item_free(c->send_in_flight);
         if (c->recv_buffer)
                 grpc_byte_buffer_destroy(c->recv_buffer);
+        if (c->recv_held)
+                grpc_byte_buffer_destroy(c->recv_held);
         if (c->finish_requested)
                 grpc_slice_unref(c->finish_details);
         if (c->request)
@@ -239,12 +245,17 @@ static void call_try_send(SbxRpcServerCall *c)
         }
 }
 
-int sbx_rpc_server_call_send(SbxRpcServerCall *c, const ProtobufCMessage *message)
+static int call_queue(SbxRpcServerCall *c, const ProtobufCMessage *message)
 {
         if (c->over || c->finish_requested)
                 return -ECANCELED;
-        int r = sbx__rpc_send_queue_push(&c->send_queue, message, c->server->max_message_size,
-                                         &c->pending_bytes);
+        return sbx__rpc_send_queue_push(&c->send_queue, message, c->server->max_message_size,
+                                        &c->pending_bytes);
+}
+
+int sbx_rpc_server_call_send(SbxRpcServerCall *c, const ProtobufCMessage *message)
+{
+        int r = call_queue(c, message);
         if (r < 0)
                 return r;
         call_try_send(c);
@@ -267,7 +278,9 @@ int sbx_rpc_server_call_finish(SbxRpcServerCall *c, SbxStatus code, const char *
 
 int sbx_rpc_server_call_reply(SbxRpcServerCall *c, const ProtobufCMessage *reply)
 {
-        int r = sbx_rpc_server_call_send(c, reply);
+        /* Queued without sending, so that the finish below sends the reply and the status in one
+         * batch: one write and one completion per unary answer instead of two. */
+        int r = call_queue(c, reply);
         if (r == -EMSGSIZE)
                 return sbx_rpc_server_call_fail(c, SBX_STATUS_RESOURCE_EXHAUSTED,
                                                 "Reply is larger than the %zu-byte message limit",
@@ -431,12 +444,24 @@ usec_t sbx_rpc_server_call_time_left(const SbxRpcServerCall *c)
         return (usec_t)left.tv_sec * USEC_PER_SEC + (usec_t)left.tv_nsec / NSEC_PER_USEC;
 }
 
+static void on_recv(SbxRpcTag *tag, bool ok);
+
 void sbx_rpc_server_call_pause_reading(SbxRpcServerCall *c, bool pause)
 {
         bool was = c->recv_paused;
         c->recv_paused = pause;
-        if (was && !pause && c->started)
-                call_arm_recv(c);
+        if (!was || pause || !c->started)
+                return;
+        if (c->recv_held && !c->recv_in_flight) {
+                /* Deliver the held message as if it had just arrived, but from the loop: the handler
+                 * may be resuming from inside one of its own callbacks. */
+                c->recv_buffer = TAKE_PTR(c->recv_held);
+                c->recv_in_flight = true;
+                sbx_rpc_server_call_ref(c);
+                sbx__rpc_tag_post(c->server->rpc, &c->tag_recv, on_recv, true);
+                return;
+        }
+        call_arm_recv(c);
 }
 
 static void deliver_message(SbxRpcServerCall *c, grpc_byte_buffer *bb)
@@ -490,7 +515,14 @@ static void on_recv(SbxRpcTag *tag, bool ok)
                         sbx_rpc_server_call_fail(c, SBX_STATUS_INVALID_ARGUMENT, "Missing request message");
                 else if (!single && c->handler->on_half_close)
                         c->handler->on_half_close(c, c->handler->userdata);
+        } else if (c->recv_paused && c->started) {
+                /* Read ahead before the handler paused: keep it until reading resumes. */
+                c->recv_held = TAKE_PTR(bb);
         } else {
+                /* On streams, ask for the next message first so gRPC reads it while the handler runs;
+                 * a single-request call gets no further receive before its request is handled. */
+                if (c->started)
+                        call_arm_recv(c);
                 deliver_message(c, bb);
                 grpc_byte_buffer_destroy(bb);
                 call_arm_recv(c);

@@ -169,7 +169,8 @@ void sbx_rpc_server_call_on_drain(SbxRpcServerCall *c, void (*cb)(SbxRpcServerCa
                                   void *userdata);
 
 /* Stops (or resumes) reading client messages, pushing back on the client through HTTP/2 flow
- * control. */
+ * control. No on_message runs while paused, not even for a message already read ahead (the call
+ * holds at most one); on resume it is delivered first, later, from the loop. */
 void sbx_rpc_server_call_pause_reading(SbxRpcServerCall *c, bool pause);
 
 /* Per-call pointer for the handler. */
@@ -269,6 +270,9 @@ size_t sbx_rpc_client_call_pending_bytes(const SbxRpcClientCall *c);
 /* Called (on the loop) whenever the send queue becomes empty, so producers can send more. */
 void sbx_rpc_client_call_on_drain(SbxRpcClientCall *c, void (*cb)(SbxRpcClientCall *c, void *userdata),
                                   void *userdata);
+/* Stops (or resumes) reading response messages, pushing back on the server through HTTP/2 flow
+ * control. As on the server side, no on_message runs while paused; the at most one message read
+ * ahead is delivered first after resuming, later, from the loop. */
 void sbx_rpc_client_call_pause_reading(SbxRpcClientCall *c, bool pause);
 SbxRpcClientCall *sbx_rpc_client_call_ref(SbxRpcClientCall *c);
 SbxRpcClientCall *sbx_rpc_client_call_unref(SbxRpcClientCall *c);

@@ -428,6 +428,157 @@ Test(rpc, shutdown_with_calls_in_flight)
         cr_assert_eq(sbx_loop_close_all(&env.loop), 0);
 }
 
+/* ---- back-pressure: pausing reading ---- */
+
+/* A reader that pauses every `every` messages from inside its callback and resumes from a timer,
+ * counting any message that arrives while it is paused or out of order. */
+typedef struct Pauser {
+        Result r;
+        unsigned every;
+        bool paused;
+        unsigned while_paused;
+        unsigned out_of_order;
+        unsigned pauses;
+        uv_timer_t resume;
+        SbxRpcClientCall *client;
+        SbxRpcServerCall *server;
+} Pauser;
+
+static void pauser_resume(uv_timer_t *t)
+{
+        Pauser *p = t->data;
+        p->paused = false;
+        if (p->client)
+                sbx_rpc_client_call_pause_reading(p->client, false);
+        if (p->server)
+                sbx_rpc_server_call_pause_reading(p->server, false);
+}
+
+/* Counts one message; pauses after every `every`-th. */
+static void pauser_count(Pauser *p, unsigned index)
+{
+        if (p->paused)
+                p->while_paused++;
+        if (index != p->r.messages)
+                p->out_of_order++;
+        p->r.messages++;
+        if (p->r.messages % p->every != 0)
+                return;
+        p->paused = true;
+        p->pauses++;
+        if (p->client)
+                sbx_rpc_client_call_pause_reading(p->client, true);
+        if (p->server)
+                sbx_rpc_server_call_pause_reading(p->server, true);
+        /* Long enough for the peer to have sent (and our side to have read ahead) more. */
+        uv_timer_start(&p->resume, pauser_resume, 20, 0);
+}
+
+static void pauser_message(SbxRpcClientCall *c, ProtobufCMessage *m, void *userdata)
+{
+        Pauser *p = userdata;
+        p->client = c;
+        pauser_count(p, ((Sbx__Test__EchoReply *)m)->index);
+        protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void pauser_status(SbxRpcClientCall *c, const SbxRpcStatus *st, void *userdata)
+{
+        stream_status(c, st, &((Pauser *)userdata)->r);
+}
+
+Test(rpc, client_pause_reading_holds_messages_until_resumed)
+{
+        static const SbxRpcClientCallbacks cbs = { .on_message = pauser_message,
+                                                   .on_status = pauser_status };
+        Sbx__Test__EchoRequest req = SBX__TEST__ECHO_REQUEST__INIT;
+        Pauser p = { .every = 7 };
+
+        uv_timer_init(&env.loop, &p.resume);
+        p.resume.data = &p;
+        req.count = 100;
+        req.reply_size = 512;
+        cr_assert_eq(
+                sbx_rpc_call_start(env.ch, &sbx_test_echo_server_stream, &req.base, NULL, &cbs, &p, NULL),
+                0);
+        cr_assert_eq(sbx_test_run_until(&env.loop, &p.r.done, 20 * USEC_PER_SEC), 0);
+        cr_assert_eq(p.r.code, SBX_STATUS_OK, "%s", p.r.message);
+        cr_assert_eq(p.r.messages, 100, "every message arrives, and the status only after the last");
+        cr_assert_eq(p.out_of_order, 0);
+        cr_assert_eq(p.while_paused, 0, "%u messages were delivered while reading was paused",
+                     p.while_paused);
+        cr_assert_geq(p.pauses, 14);
+        uv_close((uv_handle_t *)&p.resume, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT); /* the timer lives on this stack frame */
+}
+
+/* A client-stream handler that pauses reading every few messages (the Echo service never does). */
+static void pausing_start(SbxRpcServerCall *call, const ProtobufCMessage *request, void *userdata)
+{
+        ((Pauser *)userdata)->server = call;
+}
+
+static void pausing_message(SbxRpcServerCall *call, ProtobufCMessage *m, void *userdata)
+{
+        Pauser *p = userdata;
+        pauser_count(p, (unsigned)((Sbx__Test__EchoRequest *)m)->count);
+        protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void pausing_half_close(SbxRpcServerCall *call, void *userdata)
+{
+        Pauser *p = userdata;
+        Sbx__Test__EchoReply reply = SBX__TEST__ECHO_REPLY__INIT;
+        reply.index = p->r.messages;
+        sbx_rpc_server_call_reply(call, &reply.base);
+}
+
+Test(rpc, server_pause_reading_holds_messages_until_resumed)
+{
+        SbxRpcServer *server = NULL;
+        SbxRpcChannel *ch = NULL;
+        SbxRpcClientCall *c = NULL;
+        Pauser p = { .every = 5 };
+        Result r = { 0 };
+        char target[64];
+        int port;
+
+        uv_timer_init(&env.loop, &p.resume);
+        p.resume.data = &p;
+        SbxRpcHandler h = { .method = &sbx_test_echo_client_stream,
+                            .on_start = pausing_start,
+                            .on_message = pausing_message,
+                            .on_half_close = pausing_half_close,
+                            .userdata = &p };
+        cr_assert_eq(sbx_rpc_server_new(env.rpc, NULL, &server), 0);
+        cr_assert_eq(sbx_rpc_server_add_handler(server, &h), 0);
+        cr_assert_eq(sbx_rpc_server_listen(server, "127.0.0.1:0", NULL, &port), 0);
+        cr_assert_eq(sbx_rpc_server_start(server), 0);
+        snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+        cr_assert_eq(sbx_rpc_channel_new(env.rpc, target, NULL, &ch), 0);
+
+        cr_assert_eq(sbx_rpc_call_start(ch, &sbx_test_echo_client_stream, NULL, NULL, &stream_cbs, &r, &c),
+                     0);
+        for (unsigned i = 0; i < 60; i++) {
+                Sbx__Test__EchoRequest req = SBX__TEST__ECHO_REQUEST__INIT;
+                req.count = i; /* the position, for the order check */
+                cr_assert_eq(sbx_rpc_client_call_send(c, &req.base), 0);
+        }
+        cr_assert_eq(sbx_rpc_client_call_close_send(c), 0);
+        cr_assert_eq(sbx_test_run_until(&env.loop, &r.done, 20 * USEC_PER_SEC), 0);
+        cr_assert_eq(r.code, SBX_STATUS_OK, "%s", r.message);
+        cr_assert_eq(r.last_index, 60, "the handler saw every message before the half-close");
+        cr_assert_eq(p.out_of_order, 0);
+        cr_assert_eq(p.while_paused, 0, "%u messages were delivered while reading was paused",
+                     p.while_paused);
+        cr_assert_geq(p.pauses, 12);
+        sbx_rpc_client_call_unref(c);
+        sbx_rpc_channel_free(ch);
+        uv_close((uv_handle_t *)&p.resume, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT); /* the timer lives on this stack frame */
+        /* teardown's shutdown stops the extra server too. */
+}
+
 /* ---- limits ---- */
 
 static void setup_small_limit(void)
