@@ -49,6 +49,7 @@ typedef struct AgentConfig {
         char **dns_upstream;
         char *egress_upstream_ca;
         uint64_t tsc_khz;
+        char *guest_cmdline_extra;
         SbxLogLevel log_level;
         SbxLogFormat log_format;
 } AgentConfig;

@@ -493,7 +493,8 @@ static AgentSandbox *sandbox_new(Agent *a, const char *id, const Sbx__V1__Sandbo
                                    .vcpus = sb->vcpus,
                                    .net = &sb->net,
                                    .kvm = a->kvm,
-                                   .tsc_khz = a->tsc_khz };
+                                   .tsc_khz = a->tsc_khz,
+                                   .cmdline_extra = a->cfg.guest_cmdline_extra };
         return sb;
 }
 

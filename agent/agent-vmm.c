@@ -22,14 +22,20 @@ const AgentVmmDriver *agent_vmm_find(const char *name)
 
 int agent_vmm_cmdline(const AgentVmmSpec *s, const char *extra, char **ret)
 {
-        char tsc[48] = "";
+        char tsc[80] = "";
 
         /* Under TCG the guest cannot calibrate its TSC on microvm and hangs in early boot without the
          * host's frequency (about 60% of boots); under KVM kvmclock supplies it. */
+        /* Not "tsc=reliable", although without it a TCG guest finds its vCPUs' TSCs unsynchronized
+         * and keeps the jiffies clocksource (4 ms resolution): with it the kernel marks sched_clock
+         * stable after SMP start-up, patching a static key under the other vCPU's feet, and QEMU's
+         * multi-threaded TCG crashed on that patch in about 1 of 40 boots under load (int3 in
+         * sched_clock_idle_wakeup_event). KVM guests use kvm-clock and are not concerned. */
         if (!s->kvm && s->tsc_khz)
                 snprintf(tsc, sizeof(tsc), " tsc_early_khz=%llu", (unsigned long long)s->tsc_khz);
-        if (asprintf(ret, "console=ttyS0 quiet reboot=t panic=-1 random.trust_cpu=on%s%s%s", tsc,
-                     extra ? " " : "", strempty(extra)) < 0)
+        if (asprintf(ret, "console=ttyS0 quiet reboot=t panic=-1 random.trust_cpu=on%s%s%s%s%s", tsc,
+                     extra ? " " : "", strempty(extra), s->cmdline_extra ? " " : "",
+                     strempty(s->cmdline_extra)) < 0)
                 return -ENOMEM;
         return 0;
 }

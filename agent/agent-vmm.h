@@ -29,6 +29,8 @@ typedef struct AgentVmmSpec {
         bool kvm;
         /* Host TSC frequency, for TCG guests (0 under KVM). */
         uint64_t tsc_khz;
+        /* Appended to the kernel command line (the guest-cmdline-extra setting), or NULL. */
+        const char *cmdline_extra;
 } AgentVmmSpec;
 
 struct AgentVmmDriver {

@@ -16,6 +16,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,8 @@ static void arm_timer(Egress *e)
         uint64_t ms = (uint64_t)left->tv_sec * 1000 + (uint64_t)left->tv_usec / 1000;
         uv_timer_start(&e->ares_timer, on_ares_timer, ms ? ms : 1, 0);
 }
+
+static void cache_put(Egress *e, const char *name, const struct in_addr *addrs, size_t n, int ttl);
 
 /* ---- answering ---- */
 
@@ -212,11 +215,19 @@ static void on_upstream(void *arg, int status, int timeouts, unsigned char *abuf
         Egress *e = q->e;
 
         if (status == ARES_SUCCESS && alen >= 12 && !q->s->removed) {
-                if (!q->s->policy->open && q->q.qtype == 1 /* A */) {
-                        struct ares_addrttl addrs[MAX_ADDRS];
-                        int n = MAX_ADDRS;
-                        if (ares_parse_a_reply(abuf, alen, NULL, addrs, &n) == ARES_SUCCESS)
+                struct ares_addrttl addrs[MAX_ADDRS];
+                int n = MAX_ADDRS;
+                if (q->q.qtype == 1 /* A */ &&
+                    ares_parse_a_reply(abuf, alen, NULL, addrs, &n) == ARES_SUCCESS) {
+                        if (!q->s->policy->open)
                                 learn(e, q->s, q->q.name, addrs, n);
+                        struct in_addr plain[MAX_ADDRS];
+                        int ttl = INT32_MAX;
+                        for (int i = 0; i < n; i++) {
+                                plain[i] = addrs[i].ipaddr;
+                                ttl = addrs[i].ttl < ttl ? addrs[i].ttl : ttl;
+                        }
+                        cache_put(e, q->q.name, plain, (size_t)n, ttl);
                 }
                 /* c-ares chose its own query id upstream; the guest gets its own back. */
                 abuf[0] = (uint8_t)(q->id >> 8);
@@ -282,9 +293,62 @@ static void alloc_query(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         buf->len = buf->base ? SBX_DNS_QUERY_MAX : 0;
 }
 
+/* ---- a small cache of answers, for the proxy ----
+ *
+ * A guest resolves a name through the forwarder just before it connects; the proxy then needs the
+ * same name's addresses. The forwarder's answers (with their TTLs) are kept here so the proxy does
+ * not ask upstream again. Bounded: when full, it starts over. */
+
+#define CACHE_MAX 4096
+
+typedef struct Cached {
+        int64_t until_ms;
+        size_t n;
+        struct in_addr addrs[MAX_ADDRS];
+} Cached;
+
+static void cache_put(Egress *e, const char *name, const struct in_addr *addrs, size_t n, int ttl)
+{
+        if (n == 0 || ttl <= 0)
+                return;
+        if (!e->dns_cache && sbx_hashmap_new(&e->dns_cache) < 0)
+                return;
+        if (sbx_hashmap_size(e->dns_cache) >= CACHE_MAX) {
+                sbx_hashmap_free(e->dns_cache, free);
+                e->dns_cache = NULL;
+                if (sbx_hashmap_new(&e->dns_cache) < 0)
+                        return;
+        }
+        Cached *c = sbx_hashmap_get(e->dns_cache, name);
+        if (!c) {
+                c = calloc(1, sizeof(*c));
+                if (!c || sbx_hashmap_put(e->dns_cache, name, c, NULL) < 0) {
+                        free(c);
+                        return;
+                }
+        }
+        c->n = n < MAX_ADDRS ? n : MAX_ADDRS;
+        memcpy(c->addrs, addrs, c->n * sizeof(*addrs));
+        c->until_ms = sbx_now_ms() + (int64_t)ttl * 1000;
+}
+
+static const Cached *cache_get(Egress *e, const char *name)
+{
+        Cached *c = e->dns_cache ? sbx_hashmap_get(e->dns_cache, name) : NULL;
+        return c && c->until_ms > sbx_now_ms() ? c : NULL;
+}
+
+void egress_dns_cache_free(Egress *e)
+{
+        sbx_hashmap_free(e->dns_cache, free);
+        e->dns_cache = NULL;
+}
+
 /* ---- resolving for the proxy ---- */
 
 typedef struct Resolve {
+        Egress *e;
+        char name[256];
         void (*cb)(int error, const struct in_addr *addrs, size_t n, void *userdata);
         void *userdata;
 } Resolve;
@@ -298,6 +362,9 @@ static void on_host(void *arg, int status, int timeouts, struct hostent *h)
         if (status == ARES_SUCCESS && h && h->h_addrtype == AF_INET)
                 for (char **a = h->h_addr_list; *a && n < MAX_ADDRS; a++)
                         memcpy(&addrs[n++], *a, sizeof(struct in_addr));
+        /* No TTL comes with a hostent: a short, fixed one. */
+        if (n > 0)
+                cache_put(r->e, r->name, addrs, n, 30);
         if (status == ARES_EDESTRUCTION)
                 r->cb(-ECANCELED, NULL, 0, r->userdata);
         else
@@ -312,9 +379,16 @@ int egress_dns_resolve(Egress *e, const char *host,
                        void (*cb)(int error, const struct in_addr *addrs, size_t n, void *userdata),
                        void *userdata)
 {
+        const Cached *hit = cache_get(e, host);
+        if (hit) {
+                cb(0, hit->addrs, hit->n, userdata);
+                return 0;
+        }
         Resolve *r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
+        r->e = e;
+        snprintf(r->name, sizeof(r->name), "%s", host);
         r->cb = cb;
         r->userdata = userdata;
         ares_gethostbyname(e->ares, host, AF_INET, on_host, r);
@@ -358,6 +432,7 @@ int egress_dns_start(Egress *e)
 
 void egress_dns_stop(Egress *e)
 {
+        egress_dns_cache_free(e);
         if (e->ares) {
                 /* Every pending query's callback runs now, with ARES_EDESTRUCTION. */
                 ares_destroy(e->ares);

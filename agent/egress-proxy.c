@@ -91,17 +91,44 @@ static void conn_close(Conn *c, const char *why);
 
 typedef struct Write {
         uv_write_t req;
+        Conn *c;
         char *data;
 } Write;
+
+static void update_reading(Conn *c);
 
 static void write_done(uv_write_t *req, int status)
 {
         Write *w = req->data;
+        /* A queue that drained may let the other side read again. (Writes complete, or are
+         * cancelled, before the handles' close callbacks: the connection is still there.) */
+        if (status == 0)
+                update_reading(w->c);
         free(w->data);
         free(w);
 }
 
-static int write_raw(uv_tcp_t *to, const void *p, size_t n)
+/* Queues `data` (malloc'ed, n bytes) on `to`, taking ownership: spliced bytes are not copied. */
+static int write_owned(Conn *c, uv_tcp_t *to, char *data, size_t n)
+{
+        Write *w = calloc(1, sizeof(*w));
+        if (!w) {
+                free(data);
+                return -ENOMEM;
+        }
+        w->data = data;
+        w->c = c;
+        w->req.data = w;
+        uv_buf_t b = uv_buf_init(data, (unsigned)n);
+        int r = uv_write(&w->req, (uv_stream_t *)to, &b, 1, write_done);
+        if (r < 0) {
+                free(w->data);
+                free(w);
+        }
+        return r;
+}
+
+static int write_raw(Conn *c, uv_tcp_t *to, const void *p, size_t n)
 {
         if (n == 0)
                 return 0;
@@ -111,6 +138,7 @@ static int write_raw(uv_tcp_t *to, const void *p, size_t n)
                 return -ENOMEM;
         }
         memcpy(w->data, p, n);
+        w->c = c;
         w->req.data = w;
         uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
         int r = uv_write(&w->req, (uv_stream_t *)to, &b, 1, write_done);
@@ -122,12 +150,12 @@ static int write_raw(uv_tcp_t *to, const void *p, size_t n)
 }
 
 /* Moves whatever a TLS object wants to send onto its socket. */
-static int flush_tls(Tls *t, uv_tcp_t *to)
+static int flush_tls(Conn *c, Tls *t, uv_tcp_t *to)
 {
         char buf[16384];
         int n;
         while ((n = BIO_read(t->wbio, buf, sizeof(buf))) > 0)
-                if (write_raw(to, buf, (size_t)n) < 0)
+                if (write_raw(c, to, buf, (size_t)n) < 0)
                         return -EIO;
         return 0;
 }
@@ -137,10 +165,10 @@ static int to_client(Conn *c, const void *p, size_t n)
 {
         sbx_counter_add(c->e->m.bytes, SBX_LABELS("down"), (double)n);
         if (!c->intercept)
-                return write_raw(&c->client, p, n);
+                return write_raw(c, &c->client, p, n);
         if (n > 0 && SSL_write(c->down.ssl, p, (int)n) <= 0)
                 return -EIO;
-        return flush_tls(&c->down, &c->client);
+        return flush_tls(c, &c->down, &c->client);
 }
 
 /* Sends plaintext toward the real host (through TLS when intercepting). */
@@ -148,10 +176,10 @@ static int to_upstream(Conn *c, const void *p, size_t n)
 {
         sbx_counter_add(c->e->m.bytes, SBX_LABELS("up"), (double)n);
         if (!c->intercept)
-                return write_raw(&c->upstream, p, n);
+                return write_raw(c, &c->upstream, p, n);
         if (n > 0 && SSL_write(c->up.ssl, p, (int)n) <= 0)
                 return -EIO;
-        return flush_tls(&c->up, &c->upstream);
+        return flush_tls(c, &c->up, &c->upstream);
 }
 
 /* Back-pressure: each side reads only while the other's queue is short. */
@@ -337,7 +365,7 @@ static void on_upstream_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                 free(buf->base);
                 if (!c->up_handshaken) {
                         int r = SSL_do_handshake(c->up.ssl);
-                        flush_tls(&c->up, &c->upstream);
+                        flush_tls(c, &c->up, &c->upstream);
                         if (r != 1) {
                                 if (SSL_get_error(c->up.ssl, r) == SSL_ERROR_WANT_READ)
                                         return;
@@ -367,9 +395,11 @@ static void on_upstream_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                 int k;
                 while ((k = SSL_read(c->up.ssl, plain, sizeof(plain))) > 0)
                         to_client(c, plain, (size_t)k);
-                flush_tls(&c->up, &c->upstream);
+                flush_tls(c, &c->up, &c->upstream);
+        } else if (n > 0) {
+                sbx_counter_add(c->e->m.bytes, SBX_LABELS("down"), (double)n);
+                write_owned(c, &c->client, buf->base, (size_t)n);
         } else {
-                to_client(c, buf->base, (size_t)n);
                 free(buf->base);
         }
         update_reading(c);
@@ -389,6 +419,7 @@ static void on_connected(uv_connect_t *req, int status)
         }
         uv_timer_stop(&c->timer);
         c->upstream_open = true;
+        uv_tcp_nodelay(&c->upstream, 1);
 
         if (c->intercept) {
                 c->up.ssl = SSL_new(c->e->upstream_ctx);
@@ -403,7 +434,7 @@ static void on_connected(uv_connect_t *req, int status)
                 SSL_set1_host(c->up.ssl, c->host);
                 SSL_set_connect_state(c->up.ssl);
                 SSL_do_handshake(c->up.ssl);
-                flush_tls(&c->up, &c->upstream);
+                flush_tls(c, &c->up, &c->upstream);
                 c->mode = MODE_HTTP;
         } else if (c->https) {
                 /* Spliced: the ClientHello we peeked at goes first, then everything else. */
@@ -495,7 +526,7 @@ static bool start_intercept(Conn *c)
         BIO_write(c->down.rbio, sbx_buffer_data(&c->in), (int)sbx_buffer_size(&c->in));
         sbx_buffer_clear(&c->in);
         SSL_do_handshake(c->down.ssl);
-        flush_tls(&c->down, &c->client);
+        flush_tls(c, &c->down, &c->client);
         return true;
 }
 
@@ -626,7 +657,7 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                 if (c->intercept) {
                         BIO_write(c->down.rbio, buf->base, (int)n);
                         SSL_do_handshake(c->down.ssl);
-                        flush_tls(&c->down, &c->client);
+                        flush_tls(c, &c->down, &c->client);
                         char plain[16384];
                         int k;
                         while ((k = SSL_read(c->down.ssl, plain, sizeof(plain))) > 0)
@@ -639,14 +670,18 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                         uv_read_stop(st);
                 return;
         case MODE_SPLICE:
-                r = to_upstream(c, buf->base, (size_t)n);
-                break;
+                sbx_counter_add(c->e->m.bytes, SBX_LABELS("up"), (double)n);
+                r = write_owned(c, &c->upstream, buf->base, (size_t)n);
+                update_reading(c);
+                if (r < 0)
+                        conn_close(c, NULL);
+                return;
         case MODE_HTTP:
                 if (c->intercept) {
                         BIO_write(c->down.rbio, buf->base, (int)n);
                         if (!SSL_is_init_finished(c->down.ssl)) {
                                 SSL_do_handshake(c->down.ssl);
-                                flush_tls(&c->down, &c->client);
+                                flush_tls(c, &c->down, &c->client);
                         }
                         char plain[16384];
                         int k;
@@ -656,7 +691,7 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
                                 else
                                         r = http_feed(c, (const uint8_t *)plain, (size_t)k);
                         }
-                        flush_tls(&c->down, &c->client);
+                        flush_tls(c, &c->down, &c->client);
                 } else {
                         r = http_feed(c, (const uint8_t *)buf->base, (size_t)n);
                 }
@@ -710,7 +745,7 @@ static void conn_close(Conn *c, const char *why)
         c->mode = MODE_CLOSED;
         if (c->intercept && c->down.ssl && SSL_is_init_finished(c->down.ssl)) {
                 SSL_shutdown(c->down.ssl);
-                flush_tls(&c->down, &c->client);
+                flush_tls(c, &c->down, &c->client);
         }
         /* uv_close lets queued writes finish? No: it cancels them. A short response (403, 502) is
          * written before this, and libuv sends what the kernel accepted; nothing else matters. */

@@ -71,6 +71,7 @@ struct Egress {
         ares_channel ares;
         uv_timer_t ares_timer;
         SbxHashmap *ares_polls; /* fd → uv_poll_t */
+        SbxHashmap *dns_cache;  /* name → answer, for the proxy */
         uv_udp_t dns_udp;
         uv_tcp_t dns_tcp;
         /* The proxy */
@@ -111,7 +112,9 @@ void egress_nft_collect(Egress *e);
 
 int egress_dns_start(Egress *e);
 void egress_dns_stop(Egress *e);
-/* Resolves `host` for the proxy (IPv4); `cb` gets addresses or an error. */
+void egress_dns_cache_free(Egress *e);
+/* Resolves `host` for the proxy (IPv4); `cb` gets addresses or an error, at once from the cache of
+ * recent answers when it can, later otherwise. */
 int egress_dns_resolve(Egress *e, const char *host,
                        void (*cb)(int error, const struct in_addr *addrs, size_t n, void *userdata),
                        void *userdata);

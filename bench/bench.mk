@@ -14,6 +14,7 @@ $(O)/bench/%: $(O)/obj/bench/%.o $(TEST_PROTO_LIB) $(testlib_LIB) $(COMMON_LIBS)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D) && $(CC) $(LDFLAGS_ALL) -o $@ $< $(testlib_LIB) $(TEST_PROTO_LIB) $(COMMON_LIBS) $(LIBS_COMMON)
 
+# egress-bench uses the test fixtures only (real agent, fake internet), like the tests.
 # vm-bench drives the QEMU driver and the guest channel of the agent directly, for its baseline.
 $(O)/bench/vm-bench: $(O)/obj/bench/vm-bench.o $(agent_LIB) $(TEST_PROTO_LIB) $(testlib_LIB) $(COMMON_LIBS)
 	$(call msg,LD,$@)
@@ -21,7 +22,8 @@ $(O)/bench/vm-bench: $(O)/obj/bench/vm-bench.o $(agent_LIB) $(TEST_PROTO_LIB) $(
 		$(LIBS_COMMON) $(AGENT_LIBS)
 
 # sched-bench runs the real scheduler (it finds it under $(O)/bin through SBX_BUILD_DIR).
-bench-build: $(BENCH_TARGETS) $(TEST_BIN)/programs/echo-server $(BIN)/sbx-scheduler
+bench-build: $(BENCH_TARGETS) $(TEST_BIN)/programs/echo-server $(BIN)/sbx-scheduler $(BIN)/sbx-agent \
+		$(BIN)/sbx-jailer $(BIN)/sbx-init image
 .PHONY: bench-build
 
 bench: bench-build

@@ -13,7 +13,25 @@ import https from 'node:https';
 
 const [cert, key, requestLog] = process.argv.slice(2);
 
+// GET /bytes/N: N zero bytes (at most 1 GiB), for throughput measurements (bench/egress-bench.c).
+const zeros = Buffer.alloc(1 << 20);
+function bytes(req, res, n) {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+  let left = n;
+  const pump = () => {
+    while (left > 0) {
+      const k = Math.min(left, zeros.length);
+      left -= k;
+      if (!res.write(k === zeros.length ? zeros : zeros.subarray(0, k))) return res.once('drain', pump);
+    }
+    res.end();
+  };
+  pump();
+}
+
 function echo(req, res) {
+  const m = /^\/bytes\/(\d+)$/.exec(req.url);
+  if (req.method === 'GET' && m && Number(m[1]) <= 1 << 30) return bytes(req, res, Number(m[1]));
   const chunks = [];
   let size = 0;
   req.on('data', (c) => {

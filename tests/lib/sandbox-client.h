@@ -24,6 +24,8 @@ typedef struct SbxTestSandbox {
         char *access_token;
         SbxRpcChannel *data;
         uint64_t boot_duration_ms;
+        /* For callers' own use (benchmarks mark sandboxes whose TLS the egress proxy intercepts). */
+        bool intercepted;
 } SbxTestSandbox;
 
 /* Creates a sandbox (Create waits until it runs) with `org_token`; memory_mb/vcpus 0: defaults. */
