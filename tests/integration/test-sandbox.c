@@ -241,9 +241,12 @@ Test(sandbox, stdout_100_mib_with_bounded_memory)
         cr_log_info("100 MiB of stdout in %.2f s (%.1f MiB/s); agent RSS %ld KiB before, %ld KiB peak; "
                     "sbx-init peak RSS %ld KiB",
                     s, 100 / s, before, agent_rss_peak_kib, init_peak);
-        /* Bounded: both sides hold a few MiB of window, never the stream. */
-        cr_expect_lt(agent_rss_peak_kib - before, 32 * 1024, "the agent grew by %ld KiB",
-                     agent_rss_peak_kib - before);
+        /* Bounded: both sides hold a few MiB of window, never the stream. (Not under ASan, whose
+         * quarantine keeps up to 256 MiB of freed memory resident by design.) */
+        const char *build = getenv("SBX_BUILD_DIR");
+        if (!build || !endswith(build, "/san"))
+                cr_expect_lt(agent_rss_peak_kib - before, 32 * 1024, "the agent grew by %ld KiB",
+                             agent_rss_peak_kib - before);
         cr_expect_lt(init_peak, 24 * 1024, "sbx-init peaked at %ld KiB", init_peak);
         sbx_test_sandbox_done(&sb);
 }
