@@ -97,6 +97,8 @@ include guest/guest.mk
 include agent/agent.mk
 include cli/cli.mk
 include tests/tests.mk
+# After tests.mk: the gateway's unit-test and fuzz rules use its variables.
+include gateway/gateway.mk
 include bench/bench.mk
 
 # Objects may include generated headers: every object waits for proto generation (order-only).

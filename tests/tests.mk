@@ -87,16 +87,17 @@ check-ops: $(BIN)/sbx-scheduler $(BIN)/sbx-agent $(BIN)/sbx-jailer $(TEST_BIN)/p
 .PHONY: check-ops
 
 # Rewrites deploy/config/*.conf.example from the daemons' --print-config (check-ops compares them).
-config-examples: $(BIN)/sbx-scheduler $(BIN)/sbx-agent
+config-examples: $(BIN)/sbx-scheduler $(BIN)/sbx-agent $(BIN)/sbx-gateway
 	$(Q)$(BIN)/sbx-scheduler --print-config >deploy/config/sbx-scheduler.conf.example
 	$(Q)$(BIN)/sbx-agent --print-config >deploy/config/sbx-agent.conf.example
+	$(Q)$(BIN)/sbx-gateway --print-config >deploy/config/sbx-gateway.conf.example
 .PHONY: config-examples
 
 # Everything, in the order that fails fastest. Runs make deps first so a fresh machine just works.
 check: deps
 	$(Q)$(MAKE) --no-print-directory all tests image
 	$(Q)$(MAKE) --no-print-directory lint fmt-check check-unit check-fuzz check-interop check-ops \
-		check-integration
+		check-integration check-sdk
 .PHONY: check
 
 # ---- fuzzing (clang + libFuzzer; separate objects under $(O)/fuzz) ----
