@@ -2,6 +2,7 @@
 #   check-unit         Criterion tests under tests/unit/, mirroring the source tree
 #   check-integration  real daemons and real etcd (tests/integration/)
 #   check-interop      Node's test runner + @grpc/grpc-js against our C code (tests/interop/)
+#   check-sdk          the unmodified @deno/sandbox SDK against sbx-gateway on a dev cluster (tests/sdk/)
 #   check-ops          deploy/: config examples, Prometheus rules and config, systemd units, and the
 #                      metric names they use against real daemons (tests/ops/)
 #   fuzz / check-fuzz  libFuzzer targets under tests/fuzz/ (check-fuzz replays the corpus briefly)
@@ -73,6 +74,11 @@ check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS) image
 	$(Q)tests/lib/run-unit $(INTEGRATION_TESTS)
 	$(Q)SBX_BIN_DIR=$(BIN) tests/integration/dev-cluster-test
 .PHONY: check-integration
+
+# The @deno/sandbox SDK from npm against sbx-gateway, on a dev cluster of its own (root, the image).
+check-sdk: all image
+	$(Q)tests/sdk/run $(O)
+.PHONY: check-sdk
 
 check-interop: $(TEST_PROGRAMS) $(BIN)/sbx-scheduler
 	$(Q)tests/interop/run $(O)
