@@ -56,10 +56,11 @@ static const SbxConfigOption options[] = {
             "The cloud-hypervisor binary; unset disables that driver."),
         OPT("jailer", string, jailer, NULL,
             "The sbx-jailer binary that confines each VMM; default: sbx-jailer next to sbx-agent."),
-        OPT("vmm-uid-base", uint32, vmm_uid_base, "2000000",
+        OPT("vmm-uid-base", uint32, vmm_uid_base, "2000000000",
             "Each VMM runs as its own uid and gid: this base plus the sandbox's slot (0..slots-1). No "
-            "account may use that range.",
-            .min = 1000, .max = 4000000000u),
+            "account may use that range; the default lies above the ranges systemd hands to users and "
+            "containers.",
+            .min = 1000, .max = 2147483647u),
         OPT("memory", size, memory, "8GiB", "Memory offered to sandboxes in all.", .min = 1LL << 30,
             .max = INT64_MAX),
         OPT("vcpus", uint32, vcpus, "16", "vCPUs offered to sandboxes in all (they may exceed host cores).",

@@ -181,3 +181,15 @@ int agent_jail_memory_current(Agent *a, const char *id, uint64_t *ret_bytes)
         *ret_bytes = strtoull(text, NULL, 10);
         return 0;
 }
+
+void agent_jail_fini(Agent *a)
+{
+        /* The node's own cgroups, once every sandbox's is gone (rmdir refuses a non-empty one). */
+        static const char *const roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/memory",
+                                             "/sys/fs/cgroup/pids" };
+        char p[512];
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                snprintf(p, sizeof(p), "%s/%s", roots[i], a->cgroup_root);
+                (void)rmdir(p);
+        }
+}

@@ -196,6 +196,7 @@ static void finish_shutdown(Agent *a)
         /* Every sandbox has ended: the table goes, and the forwarder and proxy stop. */
         egress_free(a->egress, on_egress_down, NULL);
         a->egress = NULL;
+        agent_jail_fini(a);
         a->etcd = sbx_etcd_free(a->etcd);
         if (a->metrics_server)
                 sbx_metrics_server_close(a->metrics_server, on_metrics_down, NULL);

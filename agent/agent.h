@@ -158,6 +158,8 @@ static inline uid_t agent_vmm_uid(const Agent *a, int slot)
         return a->vmm_uid_base + (uid_t)slot;
 }
 
+/* Removes the node's cgroup directories at shutdown. */
+void agent_jail_fini(Agent *a);
 int agent_jail_argv(Agent *a, const char *id, const char *dir, uid_t uid, uint64_t memory_bytes,
                     char *const *argv, char ***ret);
 void agent_jail_remove(Agent *a, const char *id);
