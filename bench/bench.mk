@@ -23,7 +23,7 @@ $(O)/bench/vm-bench: $(O)/obj/bench/vm-bench.o $(agent_LIB) $(TEST_PROTO_LIB) $(
 
 # sched-bench runs the real scheduler (it finds it under $(O)/bin through SBX_BUILD_DIR).
 bench-build: $(BENCH_TARGETS) $(TEST_BIN)/programs/echo-server $(BIN)/sbx-scheduler $(BIN)/sbx-agent \
-		$(BIN)/sbx-jailer $(BIN)/sbx-init image
+		$(BIN)/sbx-jailer $(BIN)/sbx-init $(BIN)/sbx-gateway $(BIN)/sbx image
 .PHONY: bench-build
 
 bench: bench-build
