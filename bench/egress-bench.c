@@ -5,7 +5,7 @@
  * proxy (ports 80 and 443, redirected by nftables), against the same servers on ports the proxy does
  * not take (8080, 8443: only nftables' accept in the sandbox's chain).
  *
- *   egress.http_throughput          32 MiB over plain HTTP, proxy vs direct
+ *   egress.http_throughput          256 MiB over plain HTTP, proxy vs direct
  *   egress.https_throughput         32 MiB over TLS spliced by the proxy vs direct TLS
  *   egress.https_intercepted_throughput   the same with a secret for the host (TLS terminated and
  *                                   re-encrypted by the proxy) vs direct TLS: reported
@@ -13,8 +13,10 @@
  *                                   through the proxy (it connects to the host meanwhile) vs direct
  *   egress.https_connect_to_first_byte  the same over TLS (spliced; the handshake included)
  *
- * Times come from curl inside the guest (-w), medians of several runs; the guest runs under TCG on
- * machines without KVM, which slows both sides alike.
+ * Times come from curl inside the guest (-w): medians of several rounds in which the ways of reaching
+ * the server take turns in ABBA order after a discarded warm-up round, so that neither order nor a
+ * drift of the machine's load favours one. The guest runs under TCG on machines without KVM, which
+ * slows both sides alike.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,14 +27,19 @@
 #include <unistd.h>
 
 #include "common/base/fd-util.h"
+#include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "tests/lib/agents.h"
 #include "tests/lib/cluster.h"
 #include "tests/lib/sandbox-client.h"
 
-#define ROUNDS      3
+#define ROUNDS      5
 #define TTFB_ROUNDS 11
-#define SIZE        (32u << 20)
+/* Large enough that a transfer lasts about a second at the plain-HTTP rate of a TCG guest, so that
+ * the connection's start (the proxy's own connection to the host, two slow starts) does not
+ * dominate; TLS in a TCG guest is ten times slower. */
+#define HTTP_SIZE  (256u << 20)
+#define HTTPS_SIZE (32u << 20)
 
 static SbxTestCluster C;
 static SbxTestAgent A;
@@ -87,41 +94,53 @@ static double curl_value(SbxTestSandbox *sb, const char *what, const char *url)
         return v;
 }
 
-/* MB/s of a SIZE download, median of ROUNDS. */
-static double throughput(SbxTestSandbox *sb, const char *url)
-{
-        double v[ROUNDS];
-        for (int i = 0; i < ROUNDS; i++)
-                if ((v[i] = curl_value(sb, "speed_download", url)) < 0)
-                        return -1;
-        return median(v, ROUNDS) / 1e6;
-}
+/* One way of reaching the fake server, measured in turn with the others. */
+typedef struct Variant {
+        SbxTestSandbox *sb;
+        const char *url;
+        double v[TTFB_ROUNDS];
+} Variant;
 
 /* Milliseconds from the TCP connection to the first byte of a tiny response (the guest's own name
- * lookup, noisy under TCG, is left out; the proxy's connection to the host is in), median of
- * TTFB_ROUNDS. */
-static double first_byte(SbxTestSandbox *sb, const char *url)
+ * lookup, noisy under TCG, is left out; the proxy's connection to the host is in). */
+static double first_byte_once(SbxTestSandbox *sb, const char *url)
 {
-        double v[TTFB_ROUNDS], start, connect;
-        for (int i = 0; i < TTFB_ROUNDS; i++) {
-                if ((start = curl_value(sb, "time_starttransfer", url)) < 0)
-                        return -1;
-                /* Two curls, two lookups: the second value from the same run is what counts. */
-                char script[600], *out = NULL;
-                int32_t code = -1;
-                snprintf(script, sizeof(script),
-                         "curl -sS --max-time 60 %s -o /dev/null -w '%%{time_connect} "
-                         "%%{time_starttransfer}' %s",
-                         sb->intercepted ? "" : "--cacert /tmp/inet-ca.pem", url);
-                if (sbx_test_sh(sb, script, &out, &code) < 0 || code != 0 ||
-                    sscanf(out, "%lf %lf", &connect, &start) != 2) {
-                        free(out);
-                        return -1;
-                }
+        char script[600], *out = NULL;
+        double start, connect;
+        int32_t code = -1;
+
+        snprintf(script, sizeof(script),
+                 "curl -sS --max-time 60 %s -o /dev/null -w '%%{time_connect} %%{time_starttransfer}' %s",
+                 sb->intercepted ? "" : "--cacert /tmp/inet-ca.pem", url);
+        if (sbx_test_sh(sb, script, &out, &code) < 0 || code != 0 ||
+            sscanf(out, "%lf %lf", &connect, &start) != 2) {
+                fprintf(stderr, "curl %s failed (%d): %s\n", url, code, out ? out : "");
                 free(out);
-                v[i] = start - connect;
+                return -1;
         }
-        return median(v, TTFB_ROUNDS) * 1000;
+        free(out);
+        return (start - connect) * 1000;
+}
+
+/* Measures every variant `rounds` times, in turn and in ABBA order (A B C, C B A, ...) after one
+ * discarded warm-up round, so that neither the order nor a drift of the machine's load favours one;
+ * `what` is curl's speed_download (MB/s) or NULL for first_byte_once (ms). Leaves the medians in
+ * v[0]. */
+static int measure(Variant *vs, size_t n, int rounds, const char *what)
+{
+        for (int round = -1; round < rounds; round++)
+                for (size_t k = 0; k < n; k++) {
+                        Variant *v = &vs[round % 2 ? n - 1 - k : k];
+                        double x = what ? curl_value(v->sb, what, v->url) / 1e6
+                                        : first_byte_once(v->sb, v->url);
+                        if (x < 0)
+                                return -EIO;
+                        if (round >= 0)
+                                v->v[round] = x;
+                }
+        for (size_t k = 0; k < n; k++)
+                vs[k].v[0] = median(vs[k].v, (size_t)rounds);
+        return 0;
 }
 
 static int create(SbxTestSandbox *sb, const char *token, bool with_secret)
@@ -163,7 +182,7 @@ static int create(SbxTestSandbox *sb, const char *token, bool with_secret)
 int main(int argc, char **argv)
 {
         SbxTestSandbox plain, secret;
-        char dns[64], ca_arg[760], url[200];
+        char dns[64], ca_arg[760];
         int r;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -200,24 +219,32 @@ int main(int argc, char **argv)
 
         printf("# egress: curl in a TCG guest to the fake internet, through the proxy vs straight "
                "(nftables)\n");
-        snprintf(url, sizeof(url), "http://allowed.sbx.test/bytes/%u", SIZE);
-        double http_proxy = throughput(&plain, url);
-        snprintf(url, sizeof(url), "http://allowed.sbx.test:8080/bytes/%u", SIZE);
-        double http_direct = throughput(&plain, url);
-        snprintf(url, sizeof(url), "https://allowed.sbx.test/bytes/%u", SIZE);
-        double https_proxy = throughput(&plain, url);
-        double https_intercepted = throughput(&secret, url);
-        snprintf(url, sizeof(url), "https://allowed.sbx.test:8443/bytes/%u", SIZE);
-        double https_direct = throughput(&plain, url);
-        double t_http_proxy = first_byte(&plain, "http://allowed.sbx.test/quiet");
-        double t_http_direct = first_byte(&plain, "http://allowed.sbx.test:8080/quiet");
-        double t_https_proxy = first_byte(&plain, "https://allowed.sbx.test/quiet");
-        double t_https_direct = first_byte(&plain, "https://allowed.sbx.test:8443/quiet");
-        double t_https_intercepted = first_byte(&secret, "https://allowed.sbx.test/quiet");
-        if (http_proxy < 0 || http_direct < 0 || https_proxy < 0 || https_direct < 0 ||
-            https_intercepted < 0 || t_http_proxy < 0 || t_http_direct < 0 || t_https_proxy < 0 ||
-            t_https_direct < 0 || t_https_intercepted < 0)
+        char http_proxy_url[100], http_direct_url[100], https_proxy_url[100], https_direct_url[100];
+        snprintf(http_proxy_url, sizeof(http_proxy_url), "http://allowed.sbx.test/bytes/%u", HTTP_SIZE);
+        snprintf(http_direct_url, sizeof(http_direct_url), "http://allowed.sbx.test:8080/bytes/%u",
+                 HTTP_SIZE);
+        snprintf(https_proxy_url, sizeof(https_proxy_url), "https://allowed.sbx.test/bytes/%u", HTTPS_SIZE);
+        snprintf(https_direct_url, sizeof(https_direct_url), "https://allowed.sbx.test:8443/bytes/%u",
+                 HTTPS_SIZE);
+        Variant http[] = { { &plain, http_proxy_url }, { &plain, http_direct_url } };
+        Variant https[] = { { &plain, https_proxy_url },
+                            { &secret, https_proxy_url },
+                            { &plain, https_direct_url } };
+        Variant ttfb[] = {
+                { &plain, "http://allowed.sbx.test/quiet" },
+                { &plain, "http://allowed.sbx.test:8080/quiet" },
+                { &plain, "https://allowed.sbx.test/quiet" },
+                { &secret, "https://allowed.sbx.test/quiet" },
+                { &plain, "https://allowed.sbx.test:8443/quiet" },
+        };
+        if (measure(http, ELEMENTSOF(http), ROUNDS, "speed_download") < 0 ||
+            measure(https, ELEMENTSOF(https), ROUNDS, "speed_download") < 0 ||
+            measure(ttfb, ELEMENTSOF(ttfb), TTFB_ROUNDS, NULL) < 0)
                 goto out;
+        double http_proxy = http[0].v[0], http_direct = http[1].v[0];
+        double https_proxy = https[0].v[0], https_intercepted = https[1].v[0], https_direct = https[2].v[0];
+        double t_http_proxy = ttfb[0].v[0], t_http_direct = ttfb[1].v[0], t_https_proxy = ttfb[2].v[0],
+               t_https_intercepted = ttfb[3].v[0], t_https_direct = ttfb[4].v[0];
         printf("# first byte: http %.2f ms via proxy, %.2f ms direct; https %.2f ms spliced, %.2f ms "
                "intercepted, "
                "%.2f ms direct\n",
