@@ -16,15 +16,15 @@
  *             is checked and secrets toward their hosts are substituted there too.
  *
  * Requests are framed by http-parser (bodies, chunked or not, pass through untouched); a request
- * whose Host differs from the connection's is refused. Upgraded connections are spliced after their
- * head. Back-pressure: a side stops reading while the other side has 1 MiB waiting to be written.
+ * whose Host differs from the connection's is refused. An upgrade is taken only as a connection's
+ * first request and only once the host answers 101 (from_upstream()); after that, bytes pass raw.
+ * Back-pressure: a side stops reading while the other side has 1 MiB waiting to be written.
  *
- * Bytes the proxy does not look at (spliced TLS both ways, plain HTTP responses, what follows an
- * upgrade) move socket → pipe → socket with splice(2) and never enter user space: at several hundred
- * MB/s, copying them in and out cost more of the node's CPU than the guest's own networking. For
- * that the sockets are plain non-blocking fds watched by uv_poll_t rather than uv_tcp_t (libuv
- * keeps one watcher per fd, and a uv_tcp_t does not lend its fd), with a small write queue of their
- * own for the bytes the proxy does produce or inspect.
+ * Bytes the proxy does not look at (spliced TLS both ways, plain HTTP responses) move socket → pipe → socket
+ * with splice(2) and never enter user space: at several hundred MB/s, copying them in and out cost more of
+ * the node's CPU than the guest's own networking. For that the sockets are plain non-blocking fds watched by
+ * uv_poll_t rather than uv_tcp_t (libuv keeps one watcher per fd, and a uv_tcp_t does not lend its fd), with
+ * a small write queue of their own for the bytes the proxy does produce or inspect.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -110,7 +110,12 @@ typedef struct Conn {
         http_parser parser;
         SbxBuffer head; /* the current request's head, collected */
         bool in_body;
-        bool upgraded;
+        unsigned requests; /* request heads sent */
+        /* An Upgrade (or CONNECT) request went out: what the guest sends next is held in `held`
+         * until the host's status line says whether it switched protocols (`status` collects it). */
+        bool upgrade_pending;
+        SbxBuffer held, status;
+        bool upgraded; /* the host answered 101: raw bytes both ways from now on */
         const EgressSecret *secrets[MAX_SECRETS];
         size_t n_secrets;
         bool client_eof, upstream_eof;
@@ -310,6 +315,7 @@ static void update_polls(Conn *c)
         /* Once the host closed, the guest's side only has to be written. */
         bool client_ok =
                 !c->client_eof && !c->upstream_eof && sbx_buffer_size(&c->in) <= QUEUE_HIGH &&
+                sbx_buffer_size(&c->held) <= QUEUE_HIGH &&
                 (!c->upstream_open || (side_pending(&c->upstream) < QUEUE_HIGH && !c->upstream.pipe_full));
         bool upstream_ok = c->upstream_open && !c->upstream_eof && side_pending(&c->client) < QUEUE_HIGH &&
                            !c->client.pipe_full;
@@ -420,6 +426,8 @@ static int http_feed(Conn *c, const uint8_t *p, size_t n)
         while (n > 0) {
                 if (c->upgraded)
                         return to_upstream(c, p, n);
+                if (c->upgrade_pending)
+                        return sbx_buffer_append(&c->held, p, n);
                 size_t used = http_parser_execute(&c->parser, &http_settings, (const char *)p, n);
                 enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
                 if (err != HPE_OK && err != HPE_PAUSED) {
@@ -439,13 +447,27 @@ static int http_feed(Conn *c, const uint8_t *p, size_t n)
                         if (sbx_buffer_append(&c->head, p, k) < 0)
                                 return -ENOMEM;
                         if (err == HPE_PAUSED) {
-                                /* The head is complete. */
+                                /* The head is complete. An upgrade is only taken as the first
+                                 * request of a connection: then the first bytes the host sends
+                                 * are its answer, and the status line is all there is to read
+                                 * (responses are not parsed). */
+                                if (c->parser.upgrade && c->requests > 0) {
+                                        sbx_counter_inc(c->e->m.denied, SBX_LABELS("malformed"));
+                                        deny_http(c, 400, "Bad Request", "Upgrade or CONNECT",
+                                                  "is only relayed as the first request of a connection");
+                                        return -EPROTO;
+                                }
                                 int r = send_head(c);
                                 if (r < 0)
                                         return r;
+                                c->requests++;
                                 c->in_body = true;
-                                if (c->parser.upgrade)
-                                        c->upgraded = true;
+                                if (c->parser.upgrade) {
+                                        /* Whatever follows waits for the host's answer: raw bytes
+                                         * after a 101, requests checked one by one otherwise. */
+                                        c->upgrade_pending = true;
+                                        return sbx_buffer_append(&c->held, p + k, n - k);
+                                }
                                 /* A message without a body completes at once; let the parser say so. */
                         }
                 } else if (k > 0) {
@@ -475,6 +497,45 @@ static void upstream_closed(Conn *c, int error)
                 return;
         }
         /* The host closed: so does the guest's side, once what it is owed is written (settle()). */
+}
+
+/* Plaintext from the host toward the guest. While an upgrade is pending, its status line decides
+ * what the held bytes of the guest are: a host that answers anything but 101 did not switch, so
+ * the guest's next bytes are requests again, checked and substituted like the first. (Without
+ * this, "Upgrade: x" answered by 200 would let every later request through unchecked: Host
+ * headers naming other sites on the same address, placeholders never replaced.) */
+static int from_upstream(Conn *c, const uint8_t *p, size_t n)
+{
+        enum { STATUS_LEN = 13 }; /* "HTTP/1.1 101 " */
+        if (!c->upgrade_pending)
+                return to_client(c, p, n);
+        size_t have = sbx_buffer_size(&c->status);
+        size_t take = SBX_MIN(n, (size_t)STATUS_LEN - have);
+        int r = sbx_buffer_append(&c->status, p, take);
+        if (r < 0)
+                return r;
+        if ((have += take) < STATUS_LEN)
+                return to_client(c, p, n);
+        const char *line = (const char *)sbx_buffer_data(&c->status);
+        bool switched = (memcmp(line, "HTTP/1.1 101", 12) == 0 || memcmp(line, "HTTP/1.0 101", 12) == 0) &&
+                        (line[12] == ' ' || line[12] == '\r');
+        c->upgrade_pending = false;
+        sbx_buffer_clear(&c->status);
+        r = to_client(c, p, n);
+        if (r < 0)
+                return r;
+        SbxBuffer held = c->held;
+        c->held = (SbxBuffer)SBX_BUFFER_INIT;
+        if (switched) {
+                c->upgraded = true;
+        } else {
+                http_parser_init(&c->parser, HTTP_REQUEST);
+                c->parser.data = c;
+                c->in_body = false;
+        }
+        r = http_feed(c, sbx_buffer_data(&held), sbx_buffer_size(&held));
+        sbx_buffer_done(&held);
+        return r;
 }
 
 /* Bytes from the real host, on the copying path. */
@@ -513,16 +574,20 @@ static void upstream_read(Conn *c, const uint8_t *p, size_t n)
                 char plain[16384];
                 int k;
                 while ((k = SSL_read(c->up.ssl, plain, sizeof(plain))) > 0)
-                        to_client(c, plain, (size_t)k);
+                        if (from_upstream(c, (const uint8_t *)plain, (size_t)k) < 0) {
+                                conn_close(c, "request refused");
+                                return;
+                        }
                 flush_tls(c, &c->up, &c->upstream);
-        } else if (to_client(c, p, n) < 0) {
+        } else if (from_upstream(c, p, n) < 0) {
                 conn_close(c, NULL);
         }
 }
 
 static void upstream_readable(Conn *c)
 {
-        if (c->client.pipe[0] >= 0) {
+        /* The answer to an upgrade is read, not spliced: its status line is looked at. */
+        if (c->client.pipe[0] >= 0 && !c->upgrade_pending) {
                 int r = pump(c, &c->upstream, &c->client, "down");
                 if (r != 0)
                         upstream_closed(c, r < 0 ? r : 0);
@@ -935,6 +1000,8 @@ static void conn_free(Conn *c)
         side_done(&c->client);
         side_done(&c->upstream);
         sbx_buffer_done(&c->in);
+        sbx_buffer_done(&c->held);
+        sbx_buffer_done(&c->status);
         if (c->head.data)
                 sbx_secure_zero(c->head.data, c->head.alloc);
         sbx_buffer_done(&c->head);
@@ -990,6 +1057,8 @@ static void on_accept(uv_stream_t *listener, int status)
         c->https = listener == (uv_stream_t *)&e->https_listener;
         c->in = (SbxBuffer)SBX_BUFFER_INIT;
         c->head = (SbxBuffer)SBX_BUFFER_INIT;
+        c->held = (SbxBuffer)SBX_BUFFER_INIT;
+        c->status = (SbxBuffer)SBX_BUFFER_INIT;
         c->client = side_init();
         c->upstream = side_init();
         uv_tcp_init(e->a->loop, &c->accepted);

@@ -6,6 +6,11 @@
 // Requests to /quiet get only "ok" back, so that a test can send a secret without it coming back
 // into the sandbox; every request is also appended to REQUEST_LOG (one JSON object per line).
 //
+// Upgrade requests to /upgrade are switched (101) and then echo every byte back; other upgrade
+// requests are answered 200 without switching, and whatever the client sends after them on that
+// connection is logged as {"afterRefusedUpgrade": ...}: the egress proxy must not let it through
+// unchecked (tests/integration/test-egress.c).
+//
 //   node fake-internet-server.mjs CERT KEY REQUEST_LOG
 import fs from 'node:fs';
 import http from 'node:http';
@@ -49,7 +54,27 @@ function echo(req, res) {
   });
 }
 
-for (const port of [80, 8080, 8081]) http.createServer(echo).listen(port, '0.0.0.0');
+function upgrade(req, socket, head) {
+  if (requestLog) fs.appendFileSync(requestLog, JSON.stringify({ lines: [`${req.method} ${req.url} (upgrade)`] }) + '\n');
+  if (req.url.startsWith('/upgrade')) {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+    if (head.length) socket.write(head);
+    socket.on('data', (d) => socket.write(d));
+  } else {
+    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n');
+    const after = (d) => {
+      if (requestLog) fs.appendFileSync(requestLog, JSON.stringify({ afterRefusedUpgrade: d.toString('latin1') }) + '\n');
+    };
+    if (head.length) after(head);
+    socket.on('data', after);
+  }
+  socket.on('error', () => {});
+}
+
 const tls = { cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
-for (const port of [443, 8443]) https.createServer(tls, echo).listen(port, '0.0.0.0');
+const servers = [
+  ...[80, 8080, 8081].map((port) => http.createServer(echo).listen(port, '0.0.0.0')),
+  ...[443, 8443].map((port) => https.createServer(tls, echo).listen(port, '0.0.0.0')),
+];
+for (const s of servers) s.on('upgrade', upgrade);
 process.on('SIGTERM', () => process.exit(0));

@@ -380,6 +380,49 @@ static int dump_memory(const SbxTestSandbox *sb, const char *path, uint64_t size
         return strstr(reply, "\"return\"") ? 0 : -EIO;
 }
 
+/* Sends `request` (printf escapes: \r\n) to allowed.sbx.test:80 from the guest and collects what
+ * comes back within 3 s. */
+static int raw_http(SbxTestSandbox *sb, char **out, const char *request)
+{
+        return sh(
+                sb, out,
+                "bash -c \"exec 3<>/dev/tcp/allowed.sbx.test/80; printf '%s' >&3; timeout 3 cat <&3; true\"",
+                request);
+}
+
+/* An upgrade hands the connection over only when the host switches (101): a refused one must not
+ * let the requests behind it through unchecked (another Host on the same address, say). */
+Test(egress, upgrade_only_when_switched)
+{
+        SbxTestSandbox sb;
+        char *out = NULL, *log = NULL, path[700];
+        size_t size;
+        create(&sb, (const char *const[]){ "allowed.sbx.test", NULL }, false, NULL);
+
+        cr_expect_eq(raw_http(&sb, &out,
+                              "GET /upgrade HTTP/1.1\\r\\nHost: allowed.sbx.test\\r\\n"
+                              "Connection: Upgrade\\r\\nUpgrade: echo\\r\\n\\r\\nraw-bytes-after-101\\n"),
+                     0);
+        cr_expect(strstr(out, "HTTP/1.1 101") && strstr(out, "raw-bytes-after-101"),
+                  "a switched connection carries raw bytes both ways:\n%s", out);
+        free(out);
+
+        cr_expect_eq(raw_http(&sb, &out,
+                              "GET /quiet/up HTTP/1.1\\r\\nHost: allowed.sbx.test\\r\\n"
+                              "Connection: Upgrade\\r\\nUpgrade: echo\\r\\n\\r\\n"
+                              "GET /smuggled HTTP/1.1\\r\\nHost: other.sbx.test\\r\\n\\r\\n"),
+                     0);
+        cr_expect(strstr(out, "HTTP/1.1 200") && strstr(out, "421 Misdirected"),
+                  "after a refused upgrade the next request is checked again:\n%s", out);
+        free(out);
+        snprintf(path, sizeof(path), "%s/requests.log", inet_dir);
+        cr_assert_eq(sbx_read_file(path, 1 << 20, &log, &size), 0);
+        cr_expect_not_null(strstr(log, "GET /quiet/up (upgrade)"), "%s", log);
+        cr_expect_null(strstr(log, "smuggled"), "a request for another host got through:\n%s", log);
+        free(log);
+        sbx_test_sandbox_done(&sb);
+}
+
 Test(egress, secrets)
 {
         SbxTestSandbox sb;
