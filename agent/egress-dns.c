@@ -11,8 +11,11 @@
  *                  (at least a minute) plus a grace, unless a later answer renews them
  *   open internet  forwarded, nothing to learn (the open internet needs no sets)
  *
- * Only UDP is served: guests' resolvers use it, and c-ares itself falls back to TCP upstream when an
- * answer is truncated.
+ * Queries come over UDP and over TCP (RFC 7766: resolvers retry over TCP when a UDP answer is
+ * truncated, and some ask over TCP to begin with); upstream, c-ares itself falls back to TCP when an
+ * answer is truncated. A TCP connection carries any number of queries, answered as they come back;
+ * it is closed after TCP_IDLE_MS without one, and at most TCP_CONNS_MAX are served at once, each
+ * with at most TCP_PENDING_MAX queries upstream (then it is not read until answers return).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +34,33 @@
 #define TTL_MAX_S   86400
 #define TTL_GRACE_S 30
 #define MAX_ADDRS   32
+
+#define TCP_CONNS_MAX   256
+#define TCP_PENDING_MAX 16
+#define TCP_IDLE_MS     10000
+
+/* A guest's DNS-over-TCP connection. Freed when its two handles are closed and no query of it is
+ * still upstream (`refs` counts both). */
+struct DnsConn {
+        Egress *e;
+        EgressSandbox *s;
+        uv_tcp_t tcp;
+        uv_timer_t idle;
+        SbxBuffer in;
+        unsigned pending;
+        unsigned refs;
+        bool eof, finishing, closing;
+        DnsConn *prev, *next; /* e->dns_conns */
+};
+
+/* Where an answer goes: a UDP peer, or a TCP connection. */
+typedef struct Peer {
+        struct sockaddr_in udp;
+        DnsConn *tcp;
+} Peer;
+
+static void tcp_answer(DnsConn *c, const uint8_t *p, size_t n);
+static void tcp_query_done(DnsConn *c);
 
 /* ---- c-ares on the loop ---- */
 
@@ -112,7 +142,7 @@ static void cache_put(Egress *e, const char *name, const struct in_addr *addrs, 
 typedef struct Query {
         Egress *e;
         EgressSandbox *s;
-        struct sockaddr_in client;
+        Peer client;
         uint16_t id;
         SbxDnsQuestion q;
 } Query;
@@ -129,8 +159,12 @@ static void reply_sent(uv_udp_send_t *req, int status)
         free(r);
 }
 
-static void send_reply(Egress *e, const struct sockaddr_in *to, const uint8_t *p, size_t n)
+static void send_reply(Egress *e, const Peer *to, const uint8_t *p, size_t n)
 {
+        if (to->tcp) {
+                tcp_answer(to->tcp, p, n);
+                return;
+        }
         Reply *r = calloc(1, sizeof(*r));
         if (!r || !(r->data = malloc(n))) {
                 free(r);
@@ -139,14 +173,13 @@ static void send_reply(Egress *e, const struct sockaddr_in *to, const uint8_t *p
         memcpy(r->data, p, n);
         r->req.data = r;
         uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)n);
-        if (uv_udp_send(&r->req, &e->dns_udp, &b, 1, (const struct sockaddr *)to, reply_sent) < 0) {
+        if (uv_udp_send(&r->req, &e->dns_udp, &b, 1, (const struct sockaddr *)&to->udp, reply_sent) < 0) {
                 free(r->data);
                 free(r);
         }
 }
 
-static void answer_empty(Egress *e, const struct sockaddr_in *to, const uint8_t *query, size_t n,
-                         unsigned rcode)
+static void answer_empty(Egress *e, const Peer *to, const uint8_t *query, size_t n, unsigned rcode)
 {
         _cleanup_(sbx_buffer_done) SbxBuffer b = SBX_BUFFER_INIT;
         if (sbx_dns_empty_answer(query, n, rcode, &b) == 0)
@@ -241,16 +274,49 @@ static void on_upstream(void *arg, int status, int timeouts, unsigned char *abuf
                         send_reply(e, &q->client, head, sizeof(head));
                 sbx_counter_inc(e->m.dns, SBX_LABELS("failed"));
         }
+        if (q->client.tcp)
+                tcp_query_done(q->client.tcp);
         egress_sandbox_unref(q->s);
         free(q);
+}
+
+/* One query from a sandbox, by either transport: refused here, or sent upstream. */
+static void handle_query(Egress *e, EgressSandbox *s, const Peer *from, const uint8_t *p, size_t n)
+{
+        SbxDnsQuestion q;
+
+        if (sbx_dns_query_parse(p, n, &q) < 0) {
+                sbx_counter_inc(e->m.dns, SBX_LABELS("malformed"));
+                if (n >= 12)
+                        answer_empty(e, from, p, n, 1 /* FORMERR */);
+                return;
+        }
+        if (!egress_policy_name_allowed(s->policy, q.name)) {
+                sbx_counter_inc(e->m.dns, SBX_LABELS("refused"));
+                answer_empty(e, from, p, n, 3 /* NXDOMAIN */);
+                return;
+        }
+        Query *x = calloc(1, sizeof(*x));
+        if (!x)
+                return;
+        x->e = e;
+        x->s = s;
+        s->refs++;
+        x->client = *from;
+        if (from->tcp) {
+                from->tcp->pending++;
+                from->tcp->refs++;
+        }
+        x->id = q.id;
+        x->q = q;
+        ares_send(e->ares, p, (int)n, on_upstream, x);
+        arm_timer(e);
 }
 
 static void on_query(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
                      unsigned flags)
 {
         Egress *e = h->data;
-        const uint8_t *p = (const uint8_t *)buf->base;
-        SbxDnsQuestion q;
 
         if (nread <= 0 || !from || from->sa_family != AF_INET || (flags & UV_UDP_PARTIAL))
                 goto done;
@@ -261,28 +327,7 @@ static void on_query(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
                  * packets can still arrive). */
                 goto done;
         }
-        if (sbx_dns_query_parse(p, (size_t)nread, &q) < 0) {
-                sbx_counter_inc(e->m.dns, SBX_LABELS("malformed"));
-                if (nread >= 12)
-                        answer_empty(e, client, p, (size_t)nread, 1 /* FORMERR */);
-                goto done;
-        }
-        if (!egress_policy_name_allowed(s->policy, q.name)) {
-                sbx_counter_inc(e->m.dns, SBX_LABELS("refused"));
-                answer_empty(e, client, p, (size_t)nread, 3 /* NXDOMAIN */);
-                goto done;
-        }
-        Query *x = calloc(1, sizeof(*x));
-        if (!x)
-                goto done;
-        x->e = e;
-        x->s = s;
-        s->refs++;
-        x->client = *client;
-        x->id = q.id;
-        x->q = q;
-        ares_send(e->ares, p, (int)nread, on_upstream, x);
-        arm_timer(e);
+        handle_query(e, s, &(Peer){ .udp = *client }, (const uint8_t *)buf->base, (size_t)nread);
 done:
         free(buf->base);
 }
@@ -291,6 +336,221 @@ static void alloc_query(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
         buf->base = malloc(SBX_DNS_QUERY_MAX);
         buf->len = buf->base ? SBX_DNS_QUERY_MAX : 0;
+}
+
+/* ---- DNS over TCP ---- */
+
+static void tcp_unref(DnsConn *c)
+{
+        if (--c->refs > 0)
+                return;
+        if (c->s)
+                egress_sandbox_unref(c->s);
+        sbx_buffer_done(&c->in);
+        free(c);
+}
+
+static void tcp_handle_closed(uv_handle_t *h)
+{
+        DnsConn *c = h->data;
+        Egress *e = c->e;
+        tcp_unref(c);
+        if (--e->closing == 0 && e->closed)
+                e->closed(e);
+}
+
+static void tcp_close(DnsConn *c)
+{
+        Egress *e = c->e;
+        if (c->closing)
+                return;
+        c->closing = true;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                e->dns_conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        e->n_dns_conns--;
+        /* Queued answers are dropped with the connection: it is closed when idle, broken, or the
+         * agent stops. */
+        e->closing += 2;
+        uv_close((uv_handle_t *)&c->idle, tcp_handle_closed);
+        uv_close((uv_handle_t *)&c->tcp, tcp_handle_closed);
+}
+
+static void tcp_on_idle(uv_timer_t *t)
+{
+        tcp_close(t->data);
+}
+
+static void tcp_shutdown_done(uv_shutdown_t *req, int status)
+{
+        DnsConn *c = req->data;
+        free(req);
+        tcp_close(c);
+        tcp_unref(c);
+}
+
+/* The guest hung up its side and every answer it asked for is queued: close once they are sent. */
+static void tcp_finish(DnsConn *c)
+{
+        if (c->finishing)
+                return;
+        c->finishing = true;
+        uv_shutdown_t *req = calloc(1, sizeof(*req));
+        if (!req || (req->data = c, uv_shutdown(req, (uv_stream_t *)&c->tcp, tcp_shutdown_done)) < 0) {
+                free(req);
+                tcp_close(c);
+                return;
+        }
+        c->refs++;
+}
+
+typedef struct TcpReply {
+        uv_write_t req;
+        uint8_t data[];
+} TcpReply;
+
+static void tcp_reply_sent(uv_write_t *req, int status)
+{
+        free(req->data);
+}
+
+static void tcp_answer(DnsConn *c, const uint8_t *p, size_t n)
+{
+        if (c->closing || n > UINT16_MAX)
+                return;
+        TcpReply *r = malloc(sizeof(*r) + 2 + n);
+        if (!r)
+                return;
+        r->data[0] = (uint8_t)(n >> 8);
+        r->data[1] = (uint8_t)n;
+        memcpy(r->data + 2, p, n);
+        r->req.data = r;
+        uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)(n + 2));
+        if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &b, 1, tcp_reply_sent) < 0)
+                free(r);
+}
+
+static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        DnsConn *c = h->data;
+        uint8_t *p;
+        /* At most one whole query and the length of the next are ever buffered. */
+        size_t room = 2 + SBX_DNS_QUERY_MAX + 2 - sbx_buffer_size(&c->in);
+        if (sbx_buffer_reserve(&c->in, room, &p) < 0) {
+                *buf = uv_buf_init(NULL, 0);
+                return;
+        }
+        *buf = uv_buf_init((char *)p, (unsigned)room);
+}
+
+/* Reads while the connection may have more queries upstream. */
+static void tcp_update(DnsConn *c)
+{
+        if (c->closing)
+                return;
+        if (c->eof) {
+                if (c->pending == 0)
+                        tcp_finish(c);
+                return;
+        }
+        if (c->pending < TCP_PENDING_MAX)
+                uv_read_start((uv_stream_t *)&c->tcp, tcp_alloc, tcp_read);
+        else
+                uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->pending == 0)
+                uv_timer_start(&c->idle, tcp_on_idle, TCP_IDLE_MS, 0);
+        else
+                uv_timer_stop(&c->idle);
+}
+
+/* Handles the whole queries buffered, as many as may go upstream, then decides what to wait for. */
+static void tcp_process(DnsConn *c)
+{
+        Egress *e = c->e;
+
+        while (!c->closing && c->pending < TCP_PENDING_MAX) {
+                size_t offset, len;
+                int r = sbx_dns_tcp_message(sbx_buffer_data(&c->in), sbx_buffer_size(&c->in), &offset, &len);
+                if (r == -EAGAIN)
+                        break;
+                if (r < 0 || c->s->removed) {
+                        if (r < 0)
+                                sbx_counter_inc(e->m.dns, SBX_LABELS("malformed"));
+                        tcp_close(c);
+                        return;
+                }
+                handle_query(e, c->s, &(Peer){ .tcp = c }, sbx_buffer_data(&c->in) + offset, len);
+                sbx_buffer_consume(&c->in, offset + len);
+        }
+        tcp_update(c);
+}
+
+static void tcp_query_done(DnsConn *c)
+{
+        c->pending--;
+        tcp_process(c);
+        tcp_unref(c);
+}
+
+static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+        DnsConn *c = st->data;
+
+        if (nread < 0) {
+                if (nread == UV_EOF && !c->closing) {
+                        c->eof = true;
+                        uv_read_stop(st);
+                        tcp_update(c);
+                } else {
+                        tcp_close(c);
+                }
+                return;
+        }
+        sbx_buffer_commit(&c->in, (size_t)nread);
+        tcp_process(c);
+}
+
+static void tcp_on_connection(uv_stream_t *listener, int status)
+{
+        Egress *e = listener->data;
+        struct sockaddr_storage peer;
+        int len = sizeof(peer);
+
+        if (status < 0)
+                return;
+        DnsConn *c = calloc(1, sizeof(*c));
+        if (!c)
+                return;
+        c->e = e;
+        c->in = (SbxBuffer)SBX_BUFFER_INIT;
+        c->refs = 2;
+        uv_tcp_init(e->a->loop, &c->tcp);
+        uv_timer_init(e->a->loop, &c->idle);
+        c->tcp.data = c->idle.data = c;
+        c->next = e->dns_conns;
+        if (c->next)
+                c->next->prev = c;
+        e->dns_conns = c;
+        e->n_dns_conns++;
+        if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0 ||
+            uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) < 0 || peer.ss_family != AF_INET ||
+            e->n_dns_conns > TCP_CONNS_MAX) {
+                tcp_close(c);
+                return;
+        }
+        c->s = egress_sandbox_by_address(e, &((struct sockaddr_in *)&peer)->sin_addr);
+        if (!c->s) {
+                tcp_close(c);
+                return;
+        }
+        c->s->refs++;
+        uv_tcp_nodelay(&c->tcp, 1);
+        tcp_update(c);
 }
 
 /* ---- a small cache of answers, for the proxy ----
@@ -427,6 +687,11 @@ int egress_dns_start(Egress *e)
                 return log_error_errno(r, "Failed to serve DNS on port %u: %m", e->a->cfg.dns_port);
         if ((r = uv_udp_recv_start(&e->dns_udp, alloc_query, on_query)) < 0)
                 return r;
+        uv_tcp_init(e->a->loop, &e->dns_tcp);
+        e->dns_tcp.data = e;
+        if ((r = uv_tcp_bind(&e->dns_tcp, (const struct sockaddr *)&addr, 0)) < 0 ||
+            (r = uv_listen((uv_stream_t *)&e->dns_tcp, 64, tcp_on_connection)) < 0)
+                return log_error_errno(r, "Failed to serve DNS over TCP on port %u: %m", e->a->cfg.dns_port);
         return 0;
 }
 
@@ -452,4 +717,10 @@ void egress_dns_stop(Egress *e)
                 e->closing++;
                 uv_close((uv_handle_t *)&e->dns_udp, egress_handle_closed);
         }
+        if (e->dns_tcp.loop) {
+                e->closing++;
+                uv_close((uv_handle_t *)&e->dns_tcp, egress_handle_closed);
+        }
+        while (e->dns_conns)
+                tcp_close(e->dns_conns);
 }

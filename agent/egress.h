@@ -26,6 +26,7 @@
 
 typedef struct Egress Egress;
 typedef struct EgressSandbox EgressSandbox;
+typedef struct DnsConn DnsConn;
 
 typedef struct EgressMetrics {
         SbxCounter *connections;   /* kind (http, https), verdict (allowed, denied) */
@@ -74,6 +75,8 @@ struct Egress {
         SbxHashmap *dns_cache;  /* name → answer, for the proxy */
         uv_udp_t dns_udp;
         uv_tcp_t dns_tcp;
+        DnsConn *dns_conns; /* guests' DNS-over-TCP connections */
+        unsigned n_dns_conns;
         /* The proxy */
         uv_tcp_t http_listener;
         uv_tcp_t https_listener;

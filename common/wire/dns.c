@@ -72,3 +72,17 @@ int sbx_dns_empty_answer(const uint8_t *query, size_t n, unsigned rcode, SbxBuff
         sbx_buffer_commit(out, len);
         return 0;
 }
+
+int sbx_dns_tcp_message(const uint8_t *p, size_t n, size_t *ret_offset, size_t *ret_len)
+{
+        if (n < 2)
+                return -EAGAIN;
+        size_t len = (size_t)p[0] << 8 | p[1];
+        if (len < HEADER || len > SBX_DNS_QUERY_MAX)
+                return -EPROTO;
+        if (n - 2 < len)
+                return -EAGAIN;
+        *ret_offset = 2;
+        *ret_len = len;
+        return 1;
+}

@@ -35,6 +35,12 @@ int sbx_dns_query_parse(const uint8_t *p, size_t n, SbxDnsQuestion *ret);
  * `rcode` (3 NXDOMAIN, 5 REFUSED, 2 SERVFAIL): the query's header and question, flags set. */
 int sbx_dns_empty_answer(const uint8_t *query, size_t n, unsigned rcode, SbxBuffer *out);
 
+/* DNS over TCP (RFC 1035 §4.2.2, RFC 7766): each message follows its length in two bytes. Looks at
+ * the start of what a client sent: 1 with the message's offset and length when it is all there,
+ * -EAGAIN when more bytes are needed, -EPROTO for a length no query can have (shorter than a
+ * header, longer than SBX_DNS_QUERY_MAX). */
+int sbx_dns_tcp_message(const uint8_t *p, size_t n, size_t *ret_offset, size_t *ret_len);
+
 /* ---- TLS ClientHello (OpenSSL) ---- */
 
 /* The most of a ClientHello that is buffered while looking for its server name. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* What a sandbox sends toward the outside world, as the agent's DNS forwarder and egress proxy read
- * it before applying the policy: a DNS query, a TLS ClientHello's server name, an HTTP request head.
+ * it before applying the policy: a DNS query (over UDP or TCP), a TLS ClientHello's server name, an
+ * HTTP request head.
  * Each reader gets every input; none may crash, over-read or hand back a name that is not one. */
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 sbx_buffer_done(&out);
         }
 
+        size_t offset, len;
+        int r = sbx_dns_tcp_message(data, size, &offset, &len);
+        if (r == 1 && (offset + len > size || len > SBX_DNS_QUERY_MAX))
+                abort();
+
         char host[256];
-        int r = sbx_tls_hello_sni(data, size, host, sizeof(host));
+        r = sbx_tls_hello_sni(data, size, host, sizeof(host));
         if (r == 1 && !sbx_hostname_valid(host))
                 abort();
 

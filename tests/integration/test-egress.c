@@ -195,6 +195,27 @@ Test(egress, allow_list)
         sbx_test_sandbox_done(&sb);
 }
 
+/* Resolvers fall back to TCP for truncated answers, and some ask over TCP from the start (glibc's
+ * use-vc): the forwarder answers there too, with the same policy, and feeds the same sets. */
+Test(egress, dns_over_tcp)
+{
+        SbxTestSandbox sb;
+        char *out = NULL;
+        create(&sb, (const char *const[]){ "allowed.sbx.test", NULL }, false, NULL);
+
+        cr_expect_eq(sh(&sb, &out, "RES_OPTIONS=use-vc getent hosts allowed.sbx.test"), 0,
+                     "an allowed name over TCP");
+        cr_expect_not_null(strstr(out, "198.51.100."), "%s", out);
+        free(out);
+        cr_expect_eq(sh(&sb, NULL, "RES_OPTIONS=use-vc getent hosts other.sbx.test"), 2,
+                     "a name not on the list does not resolve over TCP either");
+        cr_expect_eq(
+                sh(&sb, NULL,
+                   "RES_OPTIONS=use-vc curl -sS --max-time 3 -o /dev/null http://allowed.sbx.test:8081/"),
+                0, "an address learnt over TCP opens the set");
+        sbx_test_sandbox_done(&sb);
+}
+
 Test(egress, empty_list_means_nothing)
 {
         SbxTestSandbox sb;

@@ -73,6 +73,26 @@ Test(wire, dns_nxdomain_answer)
         sbx_buffer_done(&out);
 }
 
+Test(wire, dns_tcp_framing)
+{
+        uint8_t q[512], framed[600];
+        size_t n = make_query("allowed.sbx.test", 1, q, sizeof(q)), offset = 0, len = 0;
+        framed[0] = (uint8_t)(n >> 8);
+        framed[1] = (uint8_t)n;
+        memcpy(framed + 2, q, n);
+        for (size_t k = 0; k < n + 2; k++)
+                cr_expect_eq(sbx_dns_tcp_message(framed, k, &offset, &len), -EAGAIN, "%zu bytes", k);
+        cr_assert_eq(sbx_dns_tcp_message(framed, n + 2, &offset, &len), 1);
+        cr_expect_eq(offset, 2);
+        cr_expect_eq(len, n);
+        cr_expect_eq(sbx_dns_tcp_message(framed, n + 10, &offset, &len), 1, "a second message may follow");
+        framed[0] = 0xff;
+        cr_expect_eq(sbx_dns_tcp_message(framed, n + 2, &offset, &len), -EPROTO, "longer than a query");
+        framed[0] = 0;
+        framed[1] = 11;
+        cr_expect_eq(sbx_dns_tcp_message(framed, n + 2, &offset, &len), -EPROTO, "shorter than a header");
+}
+
 /* ---- TLS ---- */
 
 /* The first flight of a real OpenSSL client, with or without a server name. */
