@@ -2,6 +2,7 @@
 #include "common/base/sandbox-id.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "common/base/random-util.h"
@@ -25,8 +26,22 @@ int sbx_sandbox_id_new(const char *region, char *buf, size_t n)
         memcpy(buf, "sbx_", 4);
         memcpy(buf + 4, region, 3);
         buf[7] = '_';
-        for (int i = 0; i < SBX_SANDBOX_ID_SUFFIX; i++)
-                buf[8 + i] = alphabet[sbx_random_below(sizeof(alphabet) - 1)];
+        /* One getrandom call per id rather than one per character: bytes at or above the largest
+         * multiple of the alphabet's size are dropped, so every character stays equally likely. */
+        const unsigned size = sizeof(alphabet) - 1, limit = 256 - 256 % size;
+        uint8_t pool[2 * SBX_SANDBOX_ID_SUFFIX];
+        size_t used = sizeof(pool);
+        for (int i = 0; i < SBX_SANDBOX_ID_SUFFIX;) {
+                if (used == sizeof(pool)) {
+                        int r = sbx_random_bytes(pool, sizeof(pool));
+                        if (r < 0)
+                                return r;
+                        used = 0;
+                }
+                uint8_t b = pool[used++];
+                if (b < limit)
+                        buf[8 + i++] = alphabet[b % size];
+        }
         buf[SBX_SANDBOX_ID_LEN] = '\0';
         return 0;
 }

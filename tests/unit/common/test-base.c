@@ -9,6 +9,7 @@
 #include "common/base/error.h"
 #include "common/base/parse.h"
 #include "common/base/random-util.h"
+#include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "common/base/time-util.h"
 
@@ -176,4 +177,30 @@ Test(random, below_is_in_range_and_varies)
                 seen |= 1ULL << v;
         }
         cr_assert_eq(seen, 0x7f, "every value of [0,7) appears in 1000 draws");
+}
+
+Test(sandbox_id, new_ids_are_valid_and_use_the_whole_alphabet)
+{
+        static const char alphabet[] = "0123456789abcdefghjkmnpqrstuvwxyz";
+        unsigned counts[sizeof(alphabet) - 1] = { 0 };
+        char id[SBX_SANDBOX_ID_LEN + 1], first[SBX_SANDBOX_ID_LEN + 1];
+        char region[4];
+
+        cr_assert_eq(sbx_sandbox_id_new("ams", first, sizeof(first)), 0);
+        for (int i = 0; i < 2000; i++) {
+                cr_assert_eq(sbx_sandbox_id_new("ams", id, sizeof(id)), 0);
+                cr_assert(sbx_sandbox_id_valid(id), "%s", id);
+                cr_assert_str_neq(id, first);
+                for (int k = 8; k < SBX_SANDBOX_ID_LEN; k++)
+                        counts[strchr(alphabet, id[k]) - alphabet]++;
+        }
+        cr_assert_eq(sbx_sandbox_id_region(id, region), 0);
+        cr_expect_str_eq(region, "ams");
+        /* 40,000 characters over 33: about 1,212 each; a biased or stuck generator falls far off. */
+        for (size_t c = 0; c < sizeof(counts) / sizeof(*counts); c++)
+                cr_expect(counts[c] > 1000 && counts[c] < 1430, "'%c' appeared %u times", alphabet[c],
+                          counts[c]);
+        cr_expect_eq(sbx_sandbox_id_new("AMS", id, sizeof(id)), -EINVAL,
+                     "a region is three lower-case letters");
+        cr_expect_eq(sbx_sandbox_id_new("ams", id, 10), -EINVAL, "too small a buffer");
 }
