@@ -59,6 +59,16 @@ static void on_ready(SchedState *st, void *userdata)
                 sched_leader_start(s);
 }
 
+/* /readyz: the cluster state read (before, every call answers UNAVAILABLE), and not stopping. */
+static bool scheduler_ready(void *userdata, const char **ret_why)
+{
+        Scheduler *s = userdata;
+        *ret_why = s->stopping                                 ? "shutting down"
+                   : !s->state || !sched_state_ready(s->state) ? "reading the cluster state from etcd"
+                                                               : NULL;
+        return !*ret_why;
+}
+
 static bool rpc_down, metrics_down;
 
 static void on_rpc_down(void *userdata)
@@ -214,6 +224,7 @@ static int setup(Scheduler *s)
                 if (r < 0)
                         return log_error_errno(r, "Failed to serve metrics on %s: %m",
                                                s->cfg.metrics_listen);
+                sbx_metrics_server_set_ready(s->metrics_server, scheduler_ready, s);
         }
         if ((r = sbx_signals_new(s->loop, on_signal, s, &signals)) < 0)
                 return log_error_errno(r, "Failed to set up signal handling: %m");

@@ -117,6 +117,7 @@ describe('deploy/ monitoring files against the metrics of real daemons', { skip:
   const procs = [];
   let dir;
   const expositions = {};
+  const readiness = {};
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sbx-ops-'));
@@ -176,6 +177,18 @@ describe('deploy/ monitoring files against the metrics of real daemons', { skip:
     const data = new SandboxData(`127.0.0.1:${dataPort}`, grpc.credentials.createInsecure());
     try {
       await poll('sbx-scheduler', async () => !(await call(admin, 'ListOrgs', {}, adminToken)).err, 20000, scheduler);
+      // /readyz of a replica that has read the state, and of one that cannot reach etcd.
+      const ready = await fetch(`http://127.0.0.1:${schedMetrics}/readyz`);
+      readiness.serving = { status: ready.status, text: await ready.text() };
+      const lonelyMetrics = await freePort();
+      const lonely = start(BIN('sbx-scheduler'), [
+        `--listen=127.0.0.1:${await freePort()}`, `--metrics-listen=127.0.0.1:${lonelyMetrics}`,
+        `--etcd-endpoints=127.0.0.1:${await freePort()}`, `--cluster-key-file=${keyFile}`, '--name=ops-lonely',
+      ]);
+      procs.push(lonely);
+      await poll('sbx-scheduler without etcd: /healthz', async () => (await fetch(`http://127.0.0.1:${lonelyMetrics}/healthz`)).ok, 20000, lonely);
+      const notReady = await fetch(`http://127.0.0.1:${lonelyMetrics}/readyz`);
+      readiness.withoutEtcd = { status: notReady.status, text: await notReady.text() };
       // Nothing may ever be placed on the real agent.
       await expectCode(admin, 'CordonNode', { name: node, cordon: true }, adminToken, grpc.status.OK);
       await expectCode(admin, 'CreateOrg', { name: 'ops', max_sandboxes: 1 }, adminToken, grpc.status.OK);
@@ -245,6 +258,12 @@ describe('deploy/ monitoring files against the metrics of real daemons', { skip:
       }
     }
     assert.equal(problems.length, 0, `\n${problems.join('\n')}`);
+  });
+
+  test("sbx-scheduler's /readyz says whether the replica has read the cluster state", () => {
+    assert.deepEqual(readiness.serving, { status: 200, text: 'ready\n' });
+    assert.equal(readiness.withoutEtcd.status, 503);
+    assert.match(readiness.withoutEtcd.text, /reading the cluster state from etcd/);
   });
 
   test('the rules and the dashboards use only exported metrics and labels', () => {
