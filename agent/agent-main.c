@@ -260,15 +260,18 @@ static void on_signal(int signo, void *userdata)
         a->stopping = true;
 }
 
-/* /readyz: registered, and sandboxes of a previous run adopted or ended. */
-static bool agent_ready(void *userdata, const char **ret_why)
+bool agent_is_ready(const Agent *a, const char **ret_why)
 {
-        Agent *a = userdata;
         *ret_why = a->stopping      ? "shutting down"
                    : !a->registered ? "the node is not registered in etcd"
                    : !a->settled    ? "reading assignments and adopting running sandboxes"
                                     : NULL;
         return !*ret_why;
+}
+
+static bool agent_ready(void *userdata, const char **ret_why)
+{
+        return agent_is_ready(userdata, ret_why);
 }
 
 /* ---- start ---- */

@@ -6,12 +6,21 @@ static void collect(SbxMetrics *m, void *userdata)
 {
         Agent *a = userdata;
         size_t state = 0, running = 0;
+        uint64_t memory = 0, bytes;
+        const char *id, *why;
         void *v;
 
-        while (a->sandboxes && sbx_hashmap_next(a->sandboxes, &state, NULL, &v))
-                if (agent_sandbox_phase(v) == PHASE_RUNNING)
-                        running++;
+        while (a->sandboxes && sbx_hashmap_next(a->sandboxes, &state, &id, &v)) {
+                if (agent_sandbox_phase(v) != PHASE_RUNNING)
+                        continue;
+                running++;
+                /* One small cgroup file per running sandbox, read at scrape time. */
+                if (agent_jail_memory_current(a, id, &bytes) == 0)
+                        memory += bytes;
+        }
         sbx_gauge_set(a->m.running, NULL, (double)running);
+        sbx_gauge_set(a->m.vmm_memory, NULL, (double)memory);
+        sbx_gauge_set(a->m.ready, NULL, agent_is_ready(a, &why) ? 1 : 0);
 }
 
 int agent_metrics_register(Agent *a)
@@ -43,7 +52,14 @@ int agent_metrics_register(Agent *a)
             (r = sbx_metrics_counter(
                      m, "sbx_agent_data_calls_refused_total",
                      "Data-plane calls refused, by reason (token, other_sandbox, not_here, not_running).",
-                     SBX_LABEL_NAMES("reason"), &x->data_calls_refused)) < 0)
+                     SBX_LABEL_NAMES("reason"), &x->data_calls_refused)) < 0 ||
+            (r = sbx_metrics_gauge(m, "sbx_agent_ready",
+                                   "1 when the agent is ready for work (what /readyz says), 0 otherwise.",
+                                   NULL, &x->ready)) < 0 ||
+            (r = sbx_metrics_gauge(m, "sbx_agent_vmm_memory_bytes",
+                                   "Memory charged to the running sandboxes' VMM cgroups: guest memory "
+                                   "touched plus each VMM's own.",
+                                   NULL, &x->vmm_memory)) < 0)
                 return r;
         return sbx_metrics_add_collector(m, collect, a);
 }

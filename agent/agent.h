@@ -32,6 +32,8 @@ typedef struct AgentMetrics {
         SbxCounter *channel_errors;     /* kind */
         SbxGauge *accelerator;          /* accel, vmm: 1 for the one in use */
         SbxCounter *data_calls_refused; /* reason */
+        SbxGauge *ready;
+        SbxGauge *vmm_memory;
 } AgentMetrics;
 
 /* The files of the image the VMs boot (make image). */
@@ -105,6 +107,9 @@ void agent_sandbox_stop(AgentSandbox *sb, Sbx__V1__SandboxState final, const cha
 /* Updates the stop time it enforces locally. */
 void agent_sandbox_set_stop_at(AgentSandbox *sb, int64_t stop_at_ms);
 AgentPhase agent_sandbox_phase(const AgentSandbox *sb);
+/* What /readyz reports: registered, and the sandboxes of a previous run adopted or ended; when not,
+ * *ret_why says why. */
+bool agent_is_ready(const Agent *a, const char **ret_why);
 AgentChannel *agent_sandbox_channel(AgentSandbox *sb);
 const char *agent_sandbox_id(const AgentSandbox *sb);
 const char *agent_sandbox_org(const AgentSandbox *sb);
