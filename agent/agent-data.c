@@ -18,6 +18,7 @@
 
 #include "agent/agent-channel.h"
 #include "agent/agent.h"
+#include "common/api/api.h"
 #include "common/base/string-util.h"
 #include "common/channel/channel.h"
 #include "common/log/log.h"
@@ -27,35 +28,6 @@
 
 /* Credit goes back to the guest while less than this waits for the client. */
 #define CLIENT_BACKLOG (1u * 1024 * 1024)
-
-#define M(name, kind, in, out) \
-        static const SbxRpcMethod m_##name = SBX_RPC_METHOD("/sbx.v1.SandboxData/" #name, kind, in, out)
-M(Exec, BIDI, sbx__v1__exec_request__descriptor, sbx__v1__exec_response__descriptor);
-M(ReadFile, SERVER_STREAM, sbx__v1__read_file_request__descriptor, sbx__v1__file_chunk__descriptor);
-M(WriteFile, CLIENT_STREAM, sbx__v1__write_file_request__descriptor,
-  sbx__v1__write_file_response__descriptor);
-M(Stat, UNARY, sbx__v1__stat_request__descriptor, sbx__v1__file_info__descriptor);
-M(ReadDir, UNARY, sbx__v1__path_request__descriptor, sbx__v1__read_dir_response__descriptor);
-M(MakeDir, UNARY, sbx__v1__make_dir_request__descriptor, sbx__v1__empty__descriptor);
-M(Remove, UNARY, sbx__v1__remove_request__descriptor, sbx__v1__empty__descriptor);
-M(Rename, UNARY, sbx__v1__rename_request__descriptor, sbx__v1__empty__descriptor);
-M(CopyFile, UNARY, sbx__v1__copy_file_request__descriptor, sbx__v1__empty__descriptor);
-M(Chmod, UNARY, sbx__v1__chmod_request__descriptor, sbx__v1__empty__descriptor);
-M(Chown, UNARY, sbx__v1__chown_request__descriptor, sbx__v1__empty__descriptor);
-M(Link, UNARY, sbx__v1__link_request__descriptor, sbx__v1__empty__descriptor);
-M(ReadLink, UNARY, sbx__v1__path_request__descriptor, sbx__v1__path_response__descriptor);
-M(RealPath, UNARY, sbx__v1__path_request__descriptor, sbx__v1__path_response__descriptor);
-M(Truncate, UNARY, sbx__v1__truncate_request__descriptor, sbx__v1__empty__descriptor);
-M(Utime, UNARY, sbx__v1__utime_request__descriptor, sbx__v1__empty__descriptor);
-M(MakeTemp, UNARY, sbx__v1__make_temp_request__descriptor, sbx__v1__path_response__descriptor);
-M(Umask, UNARY, sbx__v1__umask_request__descriptor, sbx__v1__umask_response__descriptor);
-M(Walk, SERVER_STREAM, sbx__v1__walk_request__descriptor, sbx__v1__walk_entry__descriptor);
-M(OpenFile, BIDI, sbx__v1__file_op__descriptor, sbx__v1__file_op_result__descriptor);
-M(EnvGet, UNARY, sbx__v1__env_request__descriptor, sbx__v1__env_get_response__descriptor);
-M(EnvSet, UNARY, sbx__v1__env_set_request__descriptor, sbx__v1__empty__descriptor);
-M(EnvDelete, UNARY, sbx__v1__env_request__descriptor, sbx__v1__empty__descriptor);
-M(EnvList, UNARY, sbx__v1__env_list_request__descriptor, sbx__v1__env_list_response__descriptor);
-#undef M
 
 /* ---- authorization ---- */
 
@@ -931,42 +903,42 @@ static void open_file_done(SbxRpcServerCall *call, bool cancelled, void *userdat
 int agent_data_register(Agent *a, SbxRpcServer *server)
 {
         const SbxRpcHandler handlers[] = {
-                { .method = &m_Exec,
+                { .method = &sbx_api_data_exec,
                   .on_start = exec_start,
                   .on_message = exec_message,
                   .on_half_close = exec_half_close,
                   .on_done = exec_done },
-                { .method = &m_ReadFile, .on_start = read_file_start, .on_done = download_done },
-                { .method = &m_Walk, .on_start = walk_start, .on_done = download_done },
-                { .method = &m_WriteFile,
+                { .method = &sbx_api_data_read_file, .on_start = read_file_start, .on_done = download_done },
+                { .method = &sbx_api_data_walk, .on_start = walk_start, .on_done = download_done },
+                { .method = &sbx_api_data_write_file,
                   .on_start = write_file_start,
                   .on_message = write_file_message,
                   .on_half_close = write_file_half_close,
                   .on_done = write_file_done },
-                { .method = &m_OpenFile,
+                { .method = &sbx_api_data_open_file,
                   .on_start = open_file_start,
                   .on_message = open_file_message,
                   .on_half_close = open_file_half_close,
                   .on_done = open_file_done },
-                { .method = &m_Stat, .on_start = stat_start },
-                { .method = &m_ReadDir, .on_start = read_dir_start },
-                { .method = &m_MakeDir, .on_start = make_dir_start },
-                { .method = &m_Remove, .on_start = remove_start },
-                { .method = &m_Rename, .on_start = rename_start },
-                { .method = &m_CopyFile, .on_start = copy_start },
-                { .method = &m_Chmod, .on_start = chmod_start },
-                { .method = &m_Chown, .on_start = chown_start },
-                { .method = &m_Link, .on_start = link_start },
-                { .method = &m_ReadLink, .on_start = read_link_start },
-                { .method = &m_RealPath, .on_start = real_path_start },
-                { .method = &m_Truncate, .on_start = truncate_start },
-                { .method = &m_Utime, .on_start = utime_start },
-                { .method = &m_MakeTemp, .on_start = make_temp_start },
-                { .method = &m_Umask, .on_start = umask_start },
-                { .method = &m_EnvGet, .on_start = env_get_start },
-                { .method = &m_EnvSet, .on_start = env_set_start },
-                { .method = &m_EnvDelete, .on_start = env_delete_start },
-                { .method = &m_EnvList, .on_start = env_list_start },
+                { .method = &sbx_api_data_stat, .on_start = stat_start },
+                { .method = &sbx_api_data_read_dir, .on_start = read_dir_start },
+                { .method = &sbx_api_data_make_dir, .on_start = make_dir_start },
+                { .method = &sbx_api_data_remove, .on_start = remove_start },
+                { .method = &sbx_api_data_rename, .on_start = rename_start },
+                { .method = &sbx_api_data_copy_file, .on_start = copy_start },
+                { .method = &sbx_api_data_chmod, .on_start = chmod_start },
+                { .method = &sbx_api_data_chown, .on_start = chown_start },
+                { .method = &sbx_api_data_link, .on_start = link_start },
+                { .method = &sbx_api_data_read_link, .on_start = read_link_start },
+                { .method = &sbx_api_data_real_path, .on_start = real_path_start },
+                { .method = &sbx_api_data_truncate, .on_start = truncate_start },
+                { .method = &sbx_api_data_utime, .on_start = utime_start },
+                { .method = &sbx_api_data_make_temp, .on_start = make_temp_start },
+                { .method = &sbx_api_data_umask, .on_start = umask_start },
+                { .method = &sbx_api_data_env_get, .on_start = env_get_start },
+                { .method = &sbx_api_data_env_set, .on_start = env_set_start },
+                { .method = &sbx_api_data_env_delete, .on_start = env_delete_start },
+                { .method = &sbx_api_data_env_list, .on_start = env_list_start },
         };
         for (size_t i = 0; i < ELEMENTSOF(handlers); i++) {
                 SbxRpcHandler h = handlers[i];

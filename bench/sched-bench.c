@@ -508,7 +508,7 @@ static int sched_issue(Op *op)
         SbxRpcCallOptions o = { .timeout = 30 * USEC_PER_SEC, .metadata = &md, .n_metadata = 1 };
 
         req.region = (char *)REGION;
-        return sbx_rpc_unary(b->ch, &sbx_test_m_create, &req.base, &o, on_created, op, NULL);
+        return sbx_rpc_unary(b->ch, &sbx_api_sandboxes_create, &req.base, &o, on_created, op, NULL);
 }
 
 /* -- the raw side: what one placement writes -- */
@@ -910,7 +910,7 @@ static int wait_nodes(Bench *b)
                 Sbx__V1__ListNodesRequest req = SBX__V1__LIST_NODES_REQUEST__INIT;
                 Sbx__V1__ListNodesResponse *resp = NULL;
                 SbxRpcStatus st = { 0 };
-                if (sbx_test_call(&b->C, ch, &sbx_test_m_list_nodes, &req.base, &st,
+                if (sbx_test_call(&b->C, ch, &sbx_api_admin_list_nodes, &req.base, &st,
                                   (ProtobufCMessage **)&resp) == 0) {
                         seen = resp->n_nodes;
                         protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -1026,7 +1026,7 @@ static int make_orgs(Bench *b)
                 snprintf(b->org[i], sizeof(b->org[i]), "bench-%02u", i);
                 req.name = b->org[i];
                 req.max_sandboxes = 1000000;
-                r = sbx_test_call(&b->C, ch, &sbx_test_m_create_org, &req.base, &st, NULL);
+                r = sbx_test_call(&b->C, ch, &sbx_api_admin_create_org, &req.base, &st, NULL);
                 if (r < 0)
                         fprintf(stderr, "CreateOrg %s: %s\n", b->org[i], st.message);
                 sbx_rpc_status_done(&st);
@@ -1039,7 +1039,7 @@ static int make_orgs(Bench *b)
                 SbxRpcStatus st = { 0 };
                 req.org = b->org[i];
                 req.role = SBX__V1__ROLE__ROLE_USER;
-                r = sbx_test_call(&b->C, ch, &sbx_test_m_create_token, &req.base, &st,
+                r = sbx_test_call(&b->C, ch, &sbx_api_admin_create_token, &req.base, &st,
                                   (ProtobufCMessage **)&resp);
                 if (r >= 0) {
                         if (asprintf(&b->auth[i], "Bearer %s", resp->token) < 0) {

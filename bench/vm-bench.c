@@ -264,7 +264,7 @@ static double full_round(SbxTestCluster *c, const char *token)
         SbxRpcChannel *ch = sbx_test_channel(c, 0, token);
         del.id = sb.id;
         del.wait = true;
-        sbx_test_call(c, ch, &sbx_test_m_delete, &del.base, &st, NULL);
+        sbx_test_call(c, ch, &sbx_api_sandboxes_delete, &del.base, &st, NULL);
         sbx_rpc_status_done(&st);
         sbx_rpc_channel_free(ch);
         sbx_test_sandbox_done(&sb);

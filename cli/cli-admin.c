@@ -7,36 +7,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/api/api.h"
 #include "common/base/parse.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "proto/sbx/v1/sandboxes.pb-c.h"
-
-static const SbxRpcMethod m_create_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/CreateOrg", UNARY, sbx__v1__create_org_request__descriptor, sbx__v1__org__descriptor);
-static const SbxRpcMethod m_list_orgs =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListOrgs", UNARY, sbx__v1__list_orgs_request__descriptor,
-                       sbx__v1__list_orgs_response__descriptor);
-static const SbxRpcMethod m_update_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/UpdateOrg", UNARY, sbx__v1__update_org_request__descriptor, sbx__v1__org__descriptor);
-static const SbxRpcMethod m_create_token =
-        SBX_RPC_METHOD("/sbx.v1.Admin/CreateToken", UNARY, sbx__v1__create_token_request__descriptor,
-                       sbx__v1__create_token_response__descriptor);
-static const SbxRpcMethod m_revoke_token =
-        SBX_RPC_METHOD("/sbx.v1.Admin/RevokeToken", UNARY, sbx__v1__revoke_token_request__descriptor,
-                       sbx__v1__revoke_token_response__descriptor);
-static const SbxRpcMethod m_list_tokens =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListTokens", UNARY, sbx__v1__list_tokens_request__descriptor,
-                       sbx__v1__list_tokens_response__descriptor);
-static const SbxRpcMethod m_list_nodes =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListNodes", UNARY, sbx__v1__list_nodes_request__descriptor,
-                       sbx__v1__list_nodes_response__descriptor);
-static const SbxRpcMethod m_cordon_node =
-        SBX_RPC_METHOD("/sbx.v1.Admin/CordonNode", UNARY, sbx__v1__cordon_node_request__descriptor,
-                       sbx__v1__node_info__descriptor);
-static const SbxRpcMethod m_drain_node =
-        SBX_RPC_METHOD("/sbx.v1.Admin/DrainNode", UNARY, sbx__v1__drain_node_request__descriptor,
-                       sbx__v1__drain_node_response__descriptor);
 
 /* Token ids are "tok_" + 12 hex characters of the token's hash; tokens themselves never start so. */
 #define TOKEN_ID_PREFIX "tok_"
@@ -170,7 +145,7 @@ static int org_create_run(Cli *cli, int argc, char **argv)
         req.max_lifetime_ms = l.max_lifetime_ms;
         req.allowed_regions = l.regions;
         req.n_allowed_regions = strv_length(l.regions);
-        r = cli_call(cli, &m_create_org, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_create_org, &req.base, NULL, &resp);
         return r == CLI_EXIT_OK ? print_org_reply(cli, resp) : r;
 }
 
@@ -187,7 +162,7 @@ static int org_update(Cli *cli, const char *name, const OrgLimits *l)
         req.allowed_regions = l->regions;
         req.n_allowed_regions = strv_length(l->regions);
         req.clear_allowed_regions = l->all_regions;
-        r = cli_call(cli, &m_update_org, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_update_org, &req.base, NULL, &resp);
         return r == CLI_EXIT_OK ? print_org_reply(cli, resp) : r;
 }
 
@@ -243,7 +218,7 @@ static int org_list_run(Cli *cli, int argc, char **argv)
                 return cli_getopt_status(r);
         if ((r = cli_check_args(cli, argc, argv, 0, 0, "")) != 0)
                 return r;
-        r = cli_call(cli, &m_list_orgs, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_list_orgs, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         Sbx__V1__ListOrgsResponse *l = (Sbx__V1__ListOrgsResponse *)resp;
@@ -322,7 +297,7 @@ static int token_create_run(Cli *cli, int argc, char **argv)
         if (quiet && cli->json)
                 return cli_usage_error(cli, "--quiet and --json exclude each other");
         req.role = admin ? SBX__V1__ROLE__ROLE_ADMIN : SBX__V1__ROLE__ROLE_USER;
-        r = cli_call(cli, &m_create_token, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_create_token, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__CreateTokenResponse *tr = (const Sbx__V1__CreateTokenResponse *)resp;
@@ -362,7 +337,7 @@ static int token_revoke_run(Cli *cli, int argc, char **argv)
                 req.token_id = (char *)arg;
         else
                 req.token = (char *)arg;
-        r = cli_call(cli, &m_revoke_token, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_revoke_token, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli->json)
@@ -404,7 +379,7 @@ static int token_list_run(Cli *cli, int argc, char **argv)
                 return cli_getopt_status(c);
         if ((r = cli_check_args(cli, argc, argv, 0, 0, "")) != 0)
                 return r;
-        r = cli_call(cli, &m_list_tokens, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_list_tokens, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         Sbx__V1__ListTokensResponse *l = (Sbx__V1__ListTokensResponse *)resp;
@@ -460,7 +435,7 @@ static int nodes_run(Cli *cli, int argc, char **argv)
                 return cli_getopt_status(c);
         if ((r = cli_check_args(cli, argc, argv, 0, 0, "")) != 0)
                 return r;
-        r = cli_call(cli, &m_list_nodes, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_list_nodes, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         Sbx__V1__ListNodesResponse *l = (Sbx__V1__ListNodesResponse *)resp;
@@ -501,7 +476,7 @@ static int node_cordon(Cli *cli, int argc, char **argv, bool cordon)
                 return r;
         req.name = argv[optind];
         req.cordon = cordon;
-        r = cli_call(cli, &m_cordon_node, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_cordon_node, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli->json)
@@ -535,7 +510,7 @@ static int node_drain_run(Cli *cli, int argc, char **argv)
         if ((r = cli_check_args(cli, argc, argv, 1, 1, "node NAME")) != 0)
                 return r;
         req.name = argv[optind];
-        r = cli_call(cli, &m_drain_node, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_admin_drain_node, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli->json)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/api/api.h"
 #include "common/base/string-util.h"
 #include "common/loop/loop.h"
 #include "proto/sbx/v1/sandboxes.pb-c.h"
@@ -27,10 +28,6 @@
 #define DEFAULT_ENDPOINT "127.0.0.1:7070"
 /* How often the progress line is redrawn. */
 #define PROGRESS_INTERVAL_MS 200
-
-static const SbxRpcMethod m_get =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Get", UNARY, sbx__v1__get_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
 
 int cli_error(const char *fmt, ...)
 {
@@ -380,7 +377,7 @@ int cli_data_connect(Cli *cli, const char *sandbox_id)
         assert(!cli->data_channel);
         req.id = (char *)sandbox_id;
         req.with_access_token = true;
-        r = cli_call(cli, &m_get, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_sandboxes_get, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__Sandbox *sb = (const Sbx__V1__Sandbox *)resp;

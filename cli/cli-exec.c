@@ -25,13 +25,10 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/api/api.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "proto/sbx/v1/data.pb-c.h"
-
-static const SbxRpcMethod m_exec =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Exec", BIDI, sbx__v1__exec_request__descriptor,
-                       sbx__v1__exec_response__descriptor);
 
 /* stdin bytes queued toward the node before we stop reading stdin. */
 #define STDIN_WINDOW (4 * CLI_CHUNK)
@@ -399,7 +396,7 @@ static int exec_stream(Cli *cli, Sbx__V1__ExecStart *start, bool forward_stdin)
 
         first.msg_case = SBX__V1__EXEC_REQUEST__MSG_START;
         first.start = start;
-        r = sbx_rpc_call_start(cli->data_channel, &m_exec, &first.base, &co, &cbs, &e, &e.call);
+        r = sbx_rpc_call_start(cli->data_channel, &sbx_api_data_exec, &first.base, &co, &cbs, &e, &e.call);
         if (r < 0) {
                 teardown(&e);
                 return cli_cmd_error(cli, "cannot start the call: %s", sbx_error_message(r));

@@ -24,25 +24,10 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/api/api.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "proto/sbx/v1/data.pb-c.h"
-
-static const SbxRpcMethod m_read_file =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/ReadFile", SERVER_STREAM, sbx__v1__read_file_request__descriptor,
-                       sbx__v1__file_chunk__descriptor);
-static const SbxRpcMethod m_write_file =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/WriteFile", CLIENT_STREAM,
-                       sbx__v1__write_file_request__descriptor, sbx__v1__write_file_response__descriptor);
-static const SbxRpcMethod m_stat =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Stat", UNARY, sbx__v1__stat_request__descriptor,
-                       sbx__v1__file_info__descriptor);
-static const SbxRpcMethod m_read_dir =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/ReadDir", UNARY, sbx__v1__path_request__descriptor,
-                       sbx__v1__read_dir_response__descriptor);
-static const SbxRpcMethod m_read_link =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/ReadLink", UNARY, sbx__v1__path_request__descriptor,
-                       sbx__v1__path_response__descriptor);
 
 /* Upload bytes queued toward the node before we stop reading the source. */
 #define UPLOAD_WINDOW (4 * CLI_CHUNK)
@@ -296,7 +281,7 @@ static int upload_target(Cli *cli, const Location *src, const Location *dst, cha
         req.sandbox_id = dst->id;
         req.path = (char *)dst->path;
         req.follow_symlinks = true;
-        r = cli_data_call(cli, &m_stat, &req.base, &(CliCallOptions){ .ret_status = &st }, &resp);
+        r = cli_data_call(cli, &sbx_api_data_stat, &req.base, &(CliCallOptions){ .ret_status = &st }, &resp);
         if (r == CLI_EXIT_OK) {
                 dir = ((const Sbx__V1__FileInfo *)resp)->type == SBX__V1__FILE_TYPE__FILE_TYPE_DIRECTORY;
         } else if (st.code == SBX_STATUS_NOT_FOUND && !endswith(dst->path, "/")) {
@@ -358,7 +343,7 @@ static int upload(Cli *cli, const Location *src, const Location *dst)
         header.mode = S_ISREG(st.st_mode) && !src->stdio ? (uint32_t)(st.st_mode & 0777) : 0;
         first.msg_case = SBX__V1__WRITE_FILE_REQUEST__MSG_HEADER;
         first.header = &header;
-        r = transfer_start(&t, &m_write_file, &first.base, &cbs);
+        r = transfer_start(&t, &sbx_api_data_write_file, &first.base, &cbs);
         if (r == CLI_EXIT_OK) {
                 sbx_rpc_client_call_on_drain(t.call, upload_on_drain, &t);
                 r = cli_input_new(&cli->loop, fd, upload_on_input, &t, &t.in);
@@ -495,7 +480,7 @@ static int download(Cli *cli, const Location *src, const Location *dst)
         sreq.sandbox_id = src->id;
         sreq.path = (char *)src->path;
         sreq.follow_symlinks = true;
-        r = cli_data_call(cli, &m_stat, &sreq.base, NULL, &info);
+        r = cli_data_call(cli, &sbx_api_data_stat, &sreq.base, NULL, &info);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__FileInfo *fi = (const Sbx__V1__FileInfo *)info;
@@ -522,7 +507,7 @@ static int download(Cli *cli, const Location *src, const Location *dst)
 
         req.sandbox_id = src->id;
         req.path = (char *)src->path;
-        r = transfer_start(&t, &m_read_file, &req.base, &cbs);
+        r = transfer_start(&t, &sbx_api_data_read_file, &req.base, &cbs);
         if (r == CLI_EXIT_OK)
                 transfer_wait(&t);
         output_error = cli_output_error(t.out, &output_fd);
@@ -646,7 +631,8 @@ static void ls_start_jobs(Ls *ls)
                         j->is_link ? &j->entry->link_req.base : &j->entry->stat_req.base;
                 SbxRpcCallOptions co = { .timeout =
                                                  ls->cli->timeout ? ls->cli->timeout : CLI_TIMEOUT_DEFAULT };
-                int r = sbx_rpc_unary(ls->cli->data_channel, j->is_link ? &m_read_link : &m_stat, req, &co,
+                int r = sbx_rpc_unary(ls->cli->data_channel,
+                                      j->is_link ? &sbx_api_data_read_link : &sbx_api_data_stat, req, &co,
                                       ls_on_reply, j, NULL);
                 if (r < 0) {
                         ls->result =
@@ -889,7 +875,7 @@ static int ls_run(Cli *cli, int argc, char **argv)
         sreq.sandbox_id = loc.id;
         sreq.path = (char *)loc.path;
         sreq.follow_symlinks = true;
-        r = cli_data_call(cli, &m_stat, &sreq.base, NULL, &top);
+        r = cli_data_call(cli, &sbx_api_data_stat, &sreq.base, NULL, &top);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__FileInfo *fi = (const Sbx__V1__FileInfo *)top;
@@ -905,7 +891,7 @@ static int ls_run(Cli *cli, int argc, char **argv)
         } else {
                 dreq.sandbox_id = loc.id;
                 dreq.path = (char *)loc.path;
-                r = cli_data_call(cli, &m_read_dir, &dreq.base, NULL, &dir);
+                r = cli_data_call(cli, &sbx_api_data_read_dir, &dreq.base, NULL, &dir);
                 if (r != CLI_EXIT_OK)
                         return r;
                 const Sbx__V1__ReadDirResponse *d = (const Sbx__V1__ReadDirResponse *)dir;

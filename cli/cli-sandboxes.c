@@ -7,25 +7,10 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/api/api.h"
 #include "common/base/parse.h"
 #include "common/base/string-util.h"
 #include "proto/sbx/v1/sandboxes.pb-c.h"
-
-static const SbxRpcMethod m_create =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Create", UNARY, sbx__v1__create_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-static const SbxRpcMethod m_get =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Get", UNARY, sbx__v1__get_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-static const SbxRpcMethod m_list =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/List", UNARY, sbx__v1__list_sandboxes_request__descriptor,
-                       sbx__v1__list_sandboxes_response__descriptor);
-static const SbxRpcMethod m_delete =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Delete", UNARY, sbx__v1__delete_sandbox_request__descriptor,
-                       sbx__v1__delete_sandbox_response__descriptor);
-static const SbxRpcMethod m_extend =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Extend", UNARY, sbx__v1__extend_sandbox_request__descriptor,
-                       sbx__v1__extend_sandbox_response__descriptor);
 
 #define STATE_PREFIX "SANDBOX_STATE_"
 
@@ -389,7 +374,7 @@ static int create_run(Cli *cli, int argc, char **argv)
         if (asprintf(&progress, "Creating sandbox%s%s", isempty(req.region) ? "" : " in ",
                      strempty(req.region)) < 0)
                 return cli_error("out of memory");
-        r = cli_call(cli, &m_create, &req.base,
+        r = cli_call(cli, &sbx_api_sandboxes_create, &req.base,
                      &(CliCallOptions){ .timeout = CLI_TIMEOUT_CREATE, .progress = progress }, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
@@ -416,7 +401,7 @@ static int get_run(Cli *cli, int argc, char **argv)
         if ((r = cli_check_args(cli, argc, argv, 1, 1, "sandbox ID")) != 0)
                 return r;
         req.id = argv[optind];
-        r = cli_call(cli, &m_get, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_sandboxes_get, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         if (cli->json)
@@ -540,7 +525,7 @@ static int list_run(Cli *cli, int argc, char **argv)
         r = CLI_EXIT_OK;
         for (;;) {
                 ProtobufCMessage *resp = NULL;
-                r = cli_call(cli, &m_list, &req.base, NULL, &resp);
+                r = cli_call(cli, &sbx_api_sandboxes_list, &req.base, NULL, &resp);
                 if (r != CLI_EXIT_OK)
                         break;
                 ProtobufCMessage **p = reallocarray(pages, n_pages + 1, sizeof(*pages));
@@ -607,7 +592,7 @@ static int delete_run(Cli *cli, int argc, char **argv)
         if ((r = cli_check_args(cli, argc, argv, 1, 1, "sandbox ID")) != 0)
                 return r;
         req.id = argv[optind];
-        r = cli_call(cli, &m_delete, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_sandboxes_delete, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__Sandbox *sb = ((const Sbx__V1__DeleteSandboxResponse *)resp)->sandbox;
@@ -648,7 +633,7 @@ static int extend_run(Cli *cli, int argc, char **argv)
         req.id = argv[optind];
         /* The new stop time counts from now, not from the old stop time. */
         req.stop_at_ms = cli_now_ms() + (int64_t)ms;
-        r = cli_call(cli, &m_extend, &req.base, NULL, &resp);
+        r = cli_call(cli, &sbx_api_sandboxes_extend, &req.base, NULL, &resp);
         if (r != CLI_EXIT_OK)
                 return r;
         const Sbx__V1__ExtendSandboxResponse *e = (const Sbx__V1__ExtendSandboxResponse *)resp;

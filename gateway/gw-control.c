@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
@@ -28,17 +29,6 @@ static void *mfree(void *p)
         free(p);
         return NULL;
 }
-
-#define M(name, kind, in, out) \
-        static const SbxRpcMethod m_##name = SBX_RPC_METHOD("/sbx.v1.Sandboxes/" #name, kind, in, out)
-M(Create, UNARY, sbx__v1__create_sandbox_request__descriptor, sbx__v1__sandbox__descriptor);
-M(Get, UNARY, sbx__v1__get_sandbox_request__descriptor, sbx__v1__sandbox__descriptor);
-M(List, UNARY, sbx__v1__list_sandboxes_request__descriptor, sbx__v1__list_sandboxes_response__descriptor);
-M(Delete, UNARY, sbx__v1__delete_sandbox_request__descriptor, sbx__v1__delete_sandbox_response__descriptor);
-M(Extend, UNARY, sbx__v1__extend_sandbox_request__descriptor, sbx__v1__extend_sandbox_response__descriptor);
-M(Watch, SERVER_STREAM, sbx__v1__watch_sandboxes_request__descriptor, sbx__v1__sandbox_event__descriptor);
-M(Attach, BIDI, sbx__v1__attach_request__descriptor, sbx__v1__attach_response__descriptor);
-#undef M
 
 /* Pages of List fetched for one GET /api/v2/sandboxes (1000 sandboxes each). */
 #define LIST_PAGES_MAX 20
@@ -333,7 +323,8 @@ static void watch_start(GwSandbox *sb)
         req.id = sb->id;
         req.send_initial = true;
         gw_sandbox_ref(sb);
-        if (sbx_rpc_call_start(sb->gw->scheduler, &m_Watch, &req.base, &a.opts, &cbs, sb, &sb->watch) < 0)
+        if (sbx_rpc_call_start(sb->gw->scheduler, &sbx_api_sandboxes_watch, &req.base, &a.opts, &cbs, sb,
+                               &sb->watch) < 0)
                 gw_sandbox_unref(sb);
 }
 
@@ -395,7 +386,8 @@ static void attach_start(GwSandbox *sb)
         auth_init(&a, sb->attach_token, 0);
         req.id = sb->id;
         gw_sandbox_ref(sb);
-        if (sbx_rpc_call_start(sb->gw->scheduler, &m_Attach, &req.base, &a.opts, &cbs, sb, &sb->attach) < 0)
+        if (sbx_rpc_call_start(sb->gw->scheduler, &sbx_api_sandboxes_attach, &req.base, &a.opts, &cbs, sb,
+                               &sb->attach) < 0)
                 gw_sandbox_unref(sb);
 }
 
@@ -480,7 +472,7 @@ static void delete_orphan(Gateway *gw, const char *token, const char *id)
 
         auth_init(&a, token, gw->cfg.call_timeout);
         req.id = (char *)id;
-        (void)sbx_rpc_unary(gw->scheduler, &m_Delete, &req.base, &a.opts, NULL, NULL, NULL);
+        (void)sbx_rpc_unary(gw->scheduler, &sbx_api_sandboxes_delete, &req.base, &a.opts, NULL, NULL, NULL);
 }
 
 static void upgrade_finish(GwUpgrade *u)
@@ -608,7 +600,8 @@ static int start_create(GwUpgrade *u, const GwSandboxConfig *c)
         req.n_secrets = c->n_secrets;
         u->session = req.session;
         auth_init(&a, u->token, gw->cfg.create_timeout);
-        return sbx_rpc_unary(gw->scheduler, &m_Create, &req.base, &a.opts, upgrade_reply, u, &u->call);
+        return sbx_rpc_unary(gw->scheduler, &sbx_api_sandboxes_create, &req.base, &a.opts, upgrade_reply, u,
+                             &u->call);
 }
 
 static int start_connect(GwUpgrade *u)
@@ -619,7 +612,8 @@ static int start_connect(GwUpgrade *u)
         req.id = u->id;
         req.with_access_token = true;
         auth_init(&a, u->token, u->gw->cfg.call_timeout);
-        return sbx_rpc_unary(u->gw->scheduler, &m_Get, &req.base, &a.opts, upgrade_reply, u, &u->call);
+        return sbx_rpc_unary(u->gw->scheduler, &sbx_api_sandboxes_get, &req.base, &a.opts, upgrade_reply, u,
+                             &u->call);
 }
 
 static char *token_of(struct lws *wsi)
@@ -910,7 +904,8 @@ static int list_next(GwRestCall *c)
         auth_init(&a, c->token, c->gw->cfg.call_timeout);
         c->list.page_token = c->page_token;
         c->list.page_size = 1000;
-        return sbx_rpc_unary(c->gw->scheduler, &m_List, &c->list.base, &a.opts, list_reply, c, &c->call);
+        return sbx_rpc_unary(c->gw->scheduler, &sbx_api_sandboxes_list, &c->list.base, &a.opts, list_reply,
+                             c, &c->call);
 }
 
 int gw_rest_list(Gateway *gw, const char *token, SbxHashmap *labels, GwRestDone done, void *userdata,
@@ -992,7 +987,8 @@ int gw_rest_kill(Gateway *gw, const char *token, const char *id, GwRestDone done
         req.id = c->id;
         /* The SDK gives up after 10 s: answer as soon as the stop is recorded. */
         auth_init(&a, token, SBX_MIN(gw->cfg.call_timeout, 8 * USEC_PER_SEC));
-        r = sbx_rpc_unary(gw->scheduler, &m_Delete, &req.base, &a.opts, kill_reply, c, &c->call);
+        r = sbx_rpc_unary(gw->scheduler, &sbx_api_sandboxes_delete, &req.base, &a.opts, kill_reply, c,
+                          &c->call);
         if (r < 0) {
                 rest_free(c);
                 return r;
@@ -1050,7 +1046,8 @@ int gw_rest_extend(Gateway *gw, const char *token, const char *id, const char *b
         snprintf(c->id, sizeof(c->id), "%s", id);
         req.id = c->id;
         auth_init(&a, token, gw->cfg.call_timeout);
-        r = sbx_rpc_unary(gw->scheduler, &m_Extend, &req.base, &a.opts, extend_reply, c, &c->call);
+        r = sbx_rpc_unary(gw->scheduler, &sbx_api_sandboxes_extend, &req.base, &a.opts, extend_reply, c,
+                          &c->call);
         if (r < 0) {
                 rest_free(c);
                 return r;

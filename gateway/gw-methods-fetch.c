@@ -18,16 +18,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/api/api.h"
 #include "common/base/buffer.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "gateway/gw-errors.h"
 #include "gateway/gw-jsonrpc.h"
 #include "gateway/gw.h"
-
-static const SbxRpcMethod m_Exec =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Exec", BIDI, sbx__v1__exec_request__descriptor,
-                       sbx__v1__exec_response__descriptor);
 
 /* curl's report: two JSON documents on stderr, the transfer's and the headers'. */
 #define WRITE_OUT   "%{stderr}%{json}\n%{header_json}\n"
@@ -456,8 +453,8 @@ void gw_m_fetch(GwRequest *r, json_t *p)
         st.stderr = true;
         first.msg_case = SBX__V1__EXEC_REQUEST__MSG_START;
         first.start = &st;
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_Exec, &first.base, gw_data_call_options(), &cbs,
-                               j, &j->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_exec, &first.base,
+                               gw_data_call_options(), &cbs, j, &j->call);
         if (q < 0) {
                 r->data = NULL;
                 r->on_abort = NULL;

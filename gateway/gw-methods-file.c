@@ -11,16 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "gateway/gw-errors.h"
 #include "gateway/gw-jsonrpc.h"
 #include "gateway/gw-values.h"
 #include "gateway/gw.h"
-
-static const SbxRpcMethod m_OpenFile =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/OpenFile", BIDI, sbx__v1__file_op__descriptor,
-                       sbx__v1__file_op_result__descriptor);
 
 /* Largest read one fileRead asks the agent for (the SDK's readable stream asks for 64 KiB). */
 #define READ_MAX (1u * 1024 * 1024)
@@ -237,8 +234,8 @@ static void open_common(GwRequest *r, const char *path, const Sbx__V1__FileOpen 
                 return;
         }
         gw_list_add(&t->all, &f->link);
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_OpenFile, &op.base, gw_data_call_options(), &cbs,
-                               f, &f->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_open_file, &op.base,
+                               gw_data_call_options(), &cbs, f, &f->call);
         if (q < 0) {
                 file_forget(f);
                 file_free(f);

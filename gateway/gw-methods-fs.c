@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/random-util.h"
 #include "common/base/string-util.h"
@@ -18,28 +19,6 @@
 #include "gateway/gw-jsonrpc.h"
 #include "gateway/gw-values.h"
 #include "gateway/gw.h"
-
-#define M(name, kind, in, out) \
-        static const SbxRpcMethod m_##name = SBX_RPC_METHOD("/sbx.v1.SandboxData/" #name, kind, in, out)
-M(ReadFile, SERVER_STREAM, sbx__v1__read_file_request__descriptor, sbx__v1__file_chunk__descriptor);
-M(WriteFile, CLIENT_STREAM, sbx__v1__write_file_request__descriptor,
-  sbx__v1__write_file_response__descriptor);
-M(Stat, UNARY, sbx__v1__stat_request__descriptor, sbx__v1__file_info__descriptor);
-M(ReadDir, UNARY, sbx__v1__path_request__descriptor, sbx__v1__read_dir_response__descriptor);
-M(MakeDir, UNARY, sbx__v1__make_dir_request__descriptor, sbx__v1__empty__descriptor);
-M(Remove, UNARY, sbx__v1__remove_request__descriptor, sbx__v1__empty__descriptor);
-M(Rename, UNARY, sbx__v1__rename_request__descriptor, sbx__v1__empty__descriptor);
-M(CopyFile, UNARY, sbx__v1__copy_file_request__descriptor, sbx__v1__empty__descriptor);
-M(Chmod, UNARY, sbx__v1__chmod_request__descriptor, sbx__v1__empty__descriptor);
-M(Chown, UNARY, sbx__v1__chown_request__descriptor, sbx__v1__empty__descriptor);
-M(Link, UNARY, sbx__v1__link_request__descriptor, sbx__v1__empty__descriptor);
-M(ReadLink, UNARY, sbx__v1__path_request__descriptor, sbx__v1__path_response__descriptor);
-M(RealPath, UNARY, sbx__v1__path_request__descriptor, sbx__v1__path_response__descriptor);
-M(Truncate, UNARY, sbx__v1__truncate_request__descriptor, sbx__v1__empty__descriptor);
-M(Utime, UNARY, sbx__v1__utime_request__descriptor, sbx__v1__empty__descriptor);
-M(MakeTemp, UNARY, sbx__v1__make_temp_request__descriptor, sbx__v1__path_response__descriptor);
-M(Umask, UNARY, sbx__v1__umask_request__descriptor, sbx__v1__umask_response__descriptor);
-#undef M
 
 /* WriteFile messages carry at most this much (the gRPC limit is 4 MiB). */
 #define WRITE_CHUNK (1u * 1024 * 1024)
@@ -100,7 +79,7 @@ static void stat_common(GwRequest *r, json_t *p, bool follow)
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
         req.follow_symlinks = follow;
-        gw_request_unary(r, &m_Stat, &req.base, info_done);
+        gw_request_unary(r, &sbx_api_data_stat, &req.base, info_done);
 }
 
 void gw_m_stat(GwRequest *r, json_t *p)
@@ -137,7 +116,7 @@ void gw_m_read_dir(GwRequest *r, json_t *p)
                 return;
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
-        gw_request_unary(r, &m_ReadDir, &req.base, read_dir_done);
+        gw_request_unary(r, &sbx_api_data_read_dir, &req.base, read_dir_done);
 }
 
 void gw_m_remove(GwRequest *r, json_t *p)
@@ -155,7 +134,7 @@ void gw_m_remove(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
         req.recursive = recursive;
-        gw_request_unary(r, &m_Remove, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_remove, &req.base, gw_request_done_null);
 }
 
 void gw_m_mkdir(GwRequest *r, json_t *p)
@@ -173,7 +152,7 @@ void gw_m_mkdir(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
         req.recursive = recursive;
-        gw_request_unary(r, &m_MakeDir, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_make_dir, &req.base, gw_request_done_null);
 }
 
 void gw_m_rename(GwRequest *r, json_t *p)
@@ -186,7 +165,7 @@ void gw_m_rename(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.old_path = (char *)from;
         req.new_path = (char *)to;
-        gw_request_unary(r, &m_Rename, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_rename, &req.base, gw_request_done_null);
 }
 
 void gw_m_chmod(GwRequest *r, json_t *p)
@@ -204,7 +183,7 @@ void gw_m_chmod(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
         req.mode = (uint32_t)mode;
-        gw_request_unary(r, &m_Chmod, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_chmod, &req.base, gw_request_done_null);
 }
 
 void gw_m_chown(GwRequest *r, json_t *p)
@@ -227,7 +206,7 @@ void gw_m_chown(GwRequest *r, json_t *p)
         req.path = (char *)path;
         req.uid = qu == 0 ? uid : -1;
         req.gid = qg == 0 ? gid : -1;
-        gw_request_unary(r, &m_Chown, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_chown, &req.base, gw_request_done_null);
 }
 
 void gw_m_copy_file(GwRequest *r, json_t *p)
@@ -240,7 +219,7 @@ void gw_m_copy_file(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.from_path = (char *)from;
         req.to_path = (char *)to;
-        gw_request_unary(r, &m_CopyFile, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_copy_file, &req.base, gw_request_done_null);
 }
 
 static void link_common(GwRequest *r, json_t *p, bool symbolic)
@@ -254,7 +233,7 @@ static void link_common(GwRequest *r, json_t *p, bool symbolic)
         req.target = (char *)target;
         req.path = (char *)path;
         req.symbolic = symbolic;
-        gw_request_unary(r, &m_Link, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_link, &req.base, gw_request_done_null);
 }
 
 void gw_m_link(GwRequest *r, json_t *p)
@@ -292,12 +271,12 @@ static void path_call(GwRequest *r, json_t *p, const SbxRpcMethod *m)
 
 void gw_m_read_link(GwRequest *r, json_t *p)
 {
-        path_call(r, p, &m_ReadLink);
+        path_call(r, p, &sbx_api_data_read_link);
 }
 
 void gw_m_real_path(GwRequest *r, json_t *p)
 {
-        path_call(r, p, &m_RealPath);
+        path_call(r, p, &sbx_api_data_real_path);
 }
 
 /* makeTempDir with a suffix: the guest makes temporary directories with mkdtemp(), which takes no
@@ -359,7 +338,7 @@ static void temp_dir_try(GwRequest *r)
         req.sandbox_id = sandbox_id(r);
         req.path = t->path;
         req.mode = 0700;
-        gw_request_unary(r, &m_MakeDir, &req.base, temp_dir_done);
+        gw_request_unary(r, &sbx_api_data_make_dir, &req.base, temp_dir_done);
 }
 
 static void make_temp(GwRequest *r, json_t *p, bool directory)
@@ -403,7 +382,7 @@ static void make_temp(GwRequest *r, json_t *p, bool directory)
         req.prefix = (char *)prefix;
         req.suffix = (char *)suffix;
         req.directory = directory;
-        gw_request_unary(r, &m_MakeTemp, &req.base, path_done);
+        gw_request_unary(r, &sbx_api_data_make_temp, &req.base, path_done);
 }
 
 void gw_m_make_temp_dir(GwRequest *r, json_t *p)
@@ -434,7 +413,7 @@ void gw_m_truncate(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)name;
         req.length = (uint64_t)len;
-        gw_request_unary(r, &m_Truncate, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_truncate, &req.base, gw_request_done_null);
 }
 
 static void umask_done(GwRequest *r, const SbxRpcStatus *st, ProtobufCMessage *response)
@@ -458,7 +437,7 @@ void gw_m_umask(GwRequest *r, json_t *p)
         req.sandbox_id = sandbox_id(r);
         req.set = q == 0;
         req.mask = q == 0 ? (uint32_t)mask : 0;
-        gw_request_unary(r, &m_Umask, &req.base, umask_done);
+        gw_request_unary(r, &sbx_api_data_umask, &req.base, umask_done);
 }
 
 /* An ISO date parameter as nanoseconds. */
@@ -485,7 +464,7 @@ void gw_m_utime(GwRequest *r, json_t *p)
                 return;
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
-        gw_request_unary(r, &m_Utime, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_utime, &req.base, gw_request_done_null);
 }
 
 /* ---- readFile ---- */
@@ -565,8 +544,8 @@ static void read_common(GwRequest *r, json_t *p, bool text)
         r->free_data = read_state_free;
         req.sandbox_id = sandbox_id(r);
         req.path = (char *)path;
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_ReadFile, &req.base, gw_data_call_options(),
-                               &cbs, r, &r->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_read_file, &req.base,
+                               gw_data_call_options(), &cbs, r, &r->call);
         if (q < 0)
                 gw_request_error(r, gw_error_new("Error", NULL, "Cannot reach the sandbox: %s",
                                                  sbx_error_message(q)));
@@ -773,8 +752,8 @@ static void write_common(GwRequest *r, json_t *p, bool text)
         h.create_new = create_new;
         first.msg_case = SBX__V1__WRITE_FILE_REQUEST__MSG_HEADER;
         first.header = &h;
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_WriteFile, &first.base, gw_data_call_options(),
-                               &cbs, r, &r->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_write_file, &first.base,
+                               gw_data_call_options(), &cbs, r, &r->call);
         if (q < 0) {
                 if (w->streaming)
                         gw_in_stream_cancel(r->s, w->stream_id);

@@ -17,15 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "gateway/gw-errors.h"
 #include "gateway/gw-jsonrpc.h"
 #include "gateway/gw.h"
-
-static const SbxRpcMethod m_Exec =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Exec", BIDI, sbx__v1__exec_request__descriptor,
-                       sbx__v1__exec_response__descriptor);
 
 /* Exit statuses kept for processWait after the process ended. */
 #define EXITED_KEEP 256
@@ -448,8 +445,8 @@ void gw_m_spawn(GwRequest *r, json_t *params)
         st.stderr = err;
         first.msg_case = SBX__V1__EXEC_REQUEST__MSG_START;
         first.start = &st;
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_Exec, &first.base, gw_data_call_options(), &cbs,
-                               p, &p->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_exec, &first.base,
+                               gw_data_call_options(), &cbs, p, &p->call);
         if (q < 0) {
                 t->live--;
                 proc_free(p);

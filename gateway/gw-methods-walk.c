@@ -10,18 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "gateway/gw-errors.h"
 #include "gateway/gw-walk.h"
 #include "gateway/gw.h"
-
-static const SbxRpcMethod m_Walk =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Walk", SERVER_STREAM, sbx__v1__walk_request__descriptor,
-                       sbx__v1__walk_entry__descriptor);
-static const SbxRpcMethod m_RealPath =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/RealPath", UNARY, sbx__v1__path_request__descriptor,
-                       sbx__v1__path_response__descriptor);
 
 typedef struct WalkJob {
         GwTask task;
@@ -192,8 +186,8 @@ static void start_job(GwRequest *r, GwWalker *walker, GwGlobber *globber)
         req.root = (char *)(walker ? gw_walker_root(walker) : gw_globber_root(globber));
         req.max_depth = walker ? gw_walker_agent_depth(walker) : gw_globber_agent_depth(globber);
         req.follow_symlinks = walker ? gw_walker_follow(walker) : gw_globber_follow(globber);
-        q = sbx_rpc_call_start(gw_session_channel(r->s), &m_Walk, &req.base, gw_data_call_options(), &cbs, j,
-                               &j->call);
+        q = sbx_rpc_call_start(gw_session_channel(r->s), &sbx_api_data_walk, &req.base,
+                               gw_data_call_options(), &cbs, j, &j->call);
         if (q < 0) {
                 job_free(j);
                 gw_request_error(r, gw_error_new("Error", NULL, "Cannot reach the sandbox: %s",
@@ -265,5 +259,5 @@ void gw_m_expand_glob(GwRequest *r, json_t *p)
         /* The guest resolves relative paths against its working directory: ask for it. */
         req.sandbox_id = (char *)gw_session_sandbox_id(r->s);
         req.path = (char *)".";
-        gw_request_unary(r, &m_RealPath, &req.base, cwd_done);
+        gw_request_unary(r, &sbx_api_data_real_path, &req.base, cwd_done);
 }

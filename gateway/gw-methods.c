@@ -9,20 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "gateway/gw-errors.h"
 #include "gateway/gw-jsonrpc.h"
 #include "gateway/gw-values.h"
 #include "gateway/gw.h"
-
-#define M(name, kind, in, out) \
-        static const SbxRpcMethod m_##name = SBX_RPC_METHOD("/sbx.v1.SandboxData/" #name, kind, in, out)
-M(EnvGet, UNARY, sbx__v1__env_request__descriptor, sbx__v1__env_get_response__descriptor);
-M(EnvSet, UNARY, sbx__v1__env_set_request__descriptor, sbx__v1__empty__descriptor);
-M(EnvDelete, UNARY, sbx__v1__env_request__descriptor, sbx__v1__empty__descriptor);
-M(EnvList, UNARY, sbx__v1__env_list_request__descriptor, sbx__v1__env_list_response__descriptor);
-#undef M
 
 /* ---- environment ---- */
 
@@ -46,7 +39,7 @@ void gw_m_env_get(GwRequest *r, json_t *p)
                 return;
         req.sandbox_id = (char *)gw_session_sandbox_id(r->s);
         req.key = (char *)key;
-        gw_request_unary(r, &m_EnvGet, &req.base, env_get_done);
+        gw_request_unary(r, &sbx_api_data_env_get, &req.base, env_get_done);
 }
 
 void gw_m_env_set(GwRequest *r, json_t *p)
@@ -59,7 +52,7 @@ void gw_m_env_set(GwRequest *r, json_t *p)
         req.sandbox_id = (char *)gw_session_sandbox_id(r->s);
         req.key = (char *)key;
         req.value = (char *)value;
-        gw_request_unary(r, &m_EnvSet, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_env_set, &req.base, gw_request_done_null);
 }
 
 void gw_m_env_delete(GwRequest *r, json_t *p)
@@ -71,7 +64,7 @@ void gw_m_env_delete(GwRequest *r, json_t *p)
                 return;
         req.sandbox_id = (char *)gw_session_sandbox_id(r->s);
         req.key = (char *)key;
-        gw_request_unary(r, &m_EnvDelete, &req.base, gw_request_done_null);
+        gw_request_unary(r, &sbx_api_data_env_delete, &req.base, gw_request_done_null);
 }
 
 static void env_list_done(GwRequest *r, const SbxRpcStatus *st, ProtobufCMessage *response)
@@ -95,7 +88,7 @@ void gw_m_env_to_object(GwRequest *r, json_t *p)
         Sbx__V1__EnvListRequest req = SBX__V1__ENV_LIST_REQUEST__INIT;
 
         req.sandbox_id = (char *)gw_session_sandbox_id(r->s);
-        gw_request_unary(r, &m_EnvList, &req.base, env_list_done);
+        gw_request_unary(r, &sbx_api_data_env_list, &req.base, env_list_done);
 }
 
 /* ---- what sbx does not offer ---- */

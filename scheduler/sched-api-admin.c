@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
@@ -12,35 +13,11 @@
 #include "scheduler/sched-validate.h"
 #include "scheduler/sched.h"
 
-static const SbxRpcMethod m_create_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/CreateOrg", UNARY, sbx__v1__create_org_request__descriptor, sbx__v1__org__descriptor);
-static const SbxRpcMethod m_list_orgs =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListOrgs", UNARY, sbx__v1__list_orgs_request__descriptor,
-                       sbx__v1__list_orgs_response__descriptor);
-static const SbxRpcMethod m_update_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/UpdateOrg", UNARY, sbx__v1__update_org_request__descriptor, sbx__v1__org__descriptor);
-static const SbxRpcMethod m_create_token =
-        SBX_RPC_METHOD("/sbx.v1.Admin/CreateToken", UNARY, sbx__v1__create_token_request__descriptor,
-                       sbx__v1__create_token_response__descriptor);
-static const SbxRpcMethod m_revoke_token =
-        SBX_RPC_METHOD("/sbx.v1.Admin/RevokeToken", UNARY, sbx__v1__revoke_token_request__descriptor,
-                       sbx__v1__revoke_token_response__descriptor);
-static const SbxRpcMethod m_list_tokens =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListTokens", UNARY, sbx__v1__list_tokens_request__descriptor,
-                       sbx__v1__list_tokens_response__descriptor);
-static const SbxRpcMethod m_list_nodes =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListNodes", UNARY, sbx__v1__list_nodes_request__descriptor,
-                       sbx__v1__list_nodes_response__descriptor);
-static const SbxRpcMethod m_cordon_node =
-        SBX_RPC_METHOD("/sbx.v1.Admin/CordonNode", UNARY, sbx__v1__cordon_node_request__descriptor,
-                       sbx__v1__node_info__descriptor);
-static const SbxRpcMethod m_drain_node =
-        SBX_RPC_METHOD("/sbx.v1.Admin/DrainNode", UNARY, sbx__v1__drain_node_request__descriptor,
-                       sbx__v1__drain_node_response__descriptor);
-
-const SbxRpcMethod *const sched_admin_methods[] = { &m_create_org,   &m_list_orgs,    &m_update_org,
-                                                    &m_create_token, &m_revoke_token, &m_list_tokens,
-                                                    &m_list_nodes,   &m_cordon_node,  &m_drain_node };
+const SbxRpcMethod *const sched_admin_methods[] = { &sbx_api_admin_create_org,   &sbx_api_admin_list_orgs,
+                                                    &sbx_api_admin_update_org,   &sbx_api_admin_create_token,
+                                                    &sbx_api_admin_revoke_token, &sbx_api_admin_list_tokens,
+                                                    &sbx_api_admin_list_nodes,   &sbx_api_admin_cordon_node,
+                                                    &sbx_api_admin_drain_node };
 const size_t sched_admin_n_methods = ELEMENTSOF(sched_admin_methods);
 
 /* How long a successful admin write waits for this replica's mirror to show it before answering
@@ -716,15 +693,15 @@ static void drain_node_start(SbxRpcServerCall *call, const ProtobufCMessage *req
 int sched_api_admin_register(Scheduler *s, SbxRpcServer *server)
 {
         const SbxRpcHandler handlers[] = {
-                { .method = &m_create_org, .on_start = create_org_start, .userdata = s },
-                { .method = &m_list_orgs, .on_start = list_orgs_start, .userdata = s },
-                { .method = &m_update_org, .on_start = update_org_start, .userdata = s },
-                { .method = &m_create_token, .on_start = create_token_start, .userdata = s },
-                { .method = &m_revoke_token, .on_start = revoke_token_start, .userdata = s },
-                { .method = &m_list_tokens, .on_start = list_tokens_start, .userdata = s },
-                { .method = &m_list_nodes, .on_start = list_nodes_start, .userdata = s },
-                { .method = &m_cordon_node, .on_start = cordon_node_start, .userdata = s },
-                { .method = &m_drain_node, .on_start = drain_node_start, .userdata = s },
+                { .method = &sbx_api_admin_create_org, .on_start = create_org_start, .userdata = s },
+                { .method = &sbx_api_admin_list_orgs, .on_start = list_orgs_start, .userdata = s },
+                { .method = &sbx_api_admin_update_org, .on_start = update_org_start, .userdata = s },
+                { .method = &sbx_api_admin_create_token, .on_start = create_token_start, .userdata = s },
+                { .method = &sbx_api_admin_revoke_token, .on_start = revoke_token_start, .userdata = s },
+                { .method = &sbx_api_admin_list_tokens, .on_start = list_tokens_start, .userdata = s },
+                { .method = &sbx_api_admin_list_nodes, .on_start = list_nodes_start, .userdata = s },
+                { .method = &sbx_api_admin_cordon_node, .on_start = cordon_node_start, .userdata = s },
+                { .method = &sbx_api_admin_drain_node, .on_start = drain_node_start, .userdata = s },
         };
         for (size_t i = 0; i < ELEMENTSOF(handlers); i++) {
                 int r = sbx_rpc_server_add_handler(server, &handlers[i]);

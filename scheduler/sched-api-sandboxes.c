@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/sandbox-id.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
@@ -17,30 +18,10 @@
 /* A Watch stream that cannot keep up is ended rather than buffered without bound. */
 #define WATCH_BACKLOG_MAX (4u * 1024 * 1024)
 
-static const SbxRpcMethod m_create =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Create", UNARY, sbx__v1__create_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-static const SbxRpcMethod m_get =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Get", UNARY, sbx__v1__get_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-static const SbxRpcMethod m_list =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/List", UNARY, sbx__v1__list_sandboxes_request__descriptor,
-                       sbx__v1__list_sandboxes_response__descriptor);
-static const SbxRpcMethod m_delete =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Delete", UNARY, sbx__v1__delete_sandbox_request__descriptor,
-                       sbx__v1__delete_sandbox_response__descriptor);
-static const SbxRpcMethod m_extend =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Extend", UNARY, sbx__v1__extend_sandbox_request__descriptor,
-                       sbx__v1__extend_sandbox_response__descriptor);
-static const SbxRpcMethod m_watch =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Watch", SERVER_STREAM,
-                       sbx__v1__watch_sandboxes_request__descriptor, sbx__v1__sandbox_event__descriptor);
-static const SbxRpcMethod m_attach =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Attach", BIDI, sbx__v1__attach_request__descriptor,
-                       sbx__v1__attach_response__descriptor);
-
-const SbxRpcMethod *const sched_sandboxes_methods[] = { &m_create, &m_get,   &m_list,  &m_delete,
-                                                        &m_extend, &m_watch, &m_attach };
+const SbxRpcMethod *const sched_sandboxes_methods[] = { &sbx_api_sandboxes_create, &sbx_api_sandboxes_get,
+                                                        &sbx_api_sandboxes_list,   &sbx_api_sandboxes_delete,
+                                                        &sbx_api_sandboxes_extend, &sbx_api_sandboxes_watch,
+                                                        &sbx_api_sandboxes_attach };
 const size_t sched_sandboxes_n_methods = ELEMENTSOF(sched_sandboxes_methods);
 
 /* Finds the caller's sandbox, answering the call (INVALID_ARGUMENT, NOT_FOUND) when there is none.
@@ -530,18 +511,21 @@ static void attach_message(SbxRpcServerCall *call, ProtobufCMessage *m, void *us
 int sched_api_sandboxes_register(Scheduler *s, SbxRpcServer *server)
 {
         const SbxRpcHandler handlers[] = {
-                { .method = &m_get, .on_start = get_start, .userdata = s },
-                { .method = &m_list, .on_start = list_start, .userdata = s },
-                { .method = &m_delete, .on_start = delete_start, .userdata = s },
-                { .method = &m_extend, .on_start = extend_start, .userdata = s },
-                { .method = &m_watch, .on_start = watch_start, .on_done = watch_done, .userdata = s },
-                { .method = &m_attach,
+                { .method = &sbx_api_sandboxes_get, .on_start = get_start, .userdata = s },
+                { .method = &sbx_api_sandboxes_list, .on_start = list_start, .userdata = s },
+                { .method = &sbx_api_sandboxes_delete, .on_start = delete_start, .userdata = s },
+                { .method = &sbx_api_sandboxes_extend, .on_start = extend_start, .userdata = s },
+                { .method = &sbx_api_sandboxes_watch,
+                  .on_start = watch_start,
+                  .on_done = watch_done,
+                  .userdata = s },
+                { .method = &sbx_api_sandboxes_attach,
                   .on_start = attach_start,
                   .on_message = attach_message,
                   .on_done = sched_attach_done,
                   .userdata = s },
         };
-        int r = sched_create_register(s, server, &m_create);
+        int r = sched_create_register(s, server, &sbx_api_sandboxes_create);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(handlers); i++)
                 r = sbx_rpc_server_add_handler(server, &handlers[i]);
         return r;

@@ -319,7 +319,7 @@ Test(egress, spoofing_dropped_and_rules_removed)
         SbxRpcChannel *ch = sbx_test_channel(&C, 0, token);
         del.id = sb.id;
         del.wait = true;
-        cr_assert_eq(sbx_test_call(&C, ch, &sbx_test_m_delete, &del.base, &st, NULL), 0);
+        cr_assert_eq(sbx_test_call(&C, ch, &sbx_api_sandboxes_delete, &del.base, &st, NULL), 0);
         sbx_rpc_status_done(&st);
         sbx_rpc_channel_free(ch);
         snprintf(cmd, sizeof(cmd),

@@ -84,7 +84,7 @@ static Sbx__V1__SandboxState state_of(const char *id, char *reason, size_t n)
         Sbx__V1__SandboxState s = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED;
 
         req.id = (char *)id;
-        if (sbx_test_call(&C, ch, &sbx_test_m_get, &req.base, &st, (ProtobufCMessage **)&sb) == 0) {
+        if (sbx_test_call(&C, ch, &sbx_api_sandboxes_get, &req.base, &st, (ProtobufCMessage **)&sb) == 0) {
                 s = sb->state;
                 if (reason)
                         snprintf(reason, n, "%s", strempty(sb->reason));
@@ -440,7 +440,7 @@ Test(sandbox, delete_tears_down_within_2s)
         req.id = sb.id;
         req.wait = true;
         usec_t t0 = sbx_now_monotonic();
-        cr_assert_eq(sbx_test_call(&C, ch, &sbx_test_m_delete, &req.base, &st, NULL), 0, "%s",
+        cr_assert_eq(sbx_test_call(&C, ch, &sbx_api_sandboxes_delete, &req.base, &st, NULL), 0, "%s",
                      strempty(st.message));
         while (!process_gone(vmm) && sbx_now_monotonic() - t0 < 5 * USEC_PER_SEC)
                 sbx_test_cluster_run(&C, 10 * USEC_PER_MSEC);

@@ -104,14 +104,14 @@ static Outcome create(SbxRpcChannel *c, const char *region, uint64_t lifetime_ms
         req.region = (char *)region;
         req.lifetime_ms = lifetime_ms;
         req.session = session;
-        return call(c, &sbx_test_m_create, &req.base);
+        return call(c, &sbx_api_sandboxes_create, &req.base);
 }
 
 static Sbx__V1__SandboxState state_of(const char *id)
 {
         Sbx__V1__GetSandboxRequest req = SBX__V1__GET_SANDBOX_REQUEST__INIT;
         req.id = (char *)id;
-        Outcome o = call(ch, &sbx_test_m_get, &req.base);
+        Outcome o = call(ch, &sbx_api_sandboxes_get, &req.base);
         Sbx__V1__SandboxState st =
                 o.r == 0 ? o.sb->state : SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED;
         outcome_done(&o);
@@ -198,7 +198,7 @@ Test(scheduler, create_in_each_region_runs_there_and_delete_releases_quota)
                 cr_assert_eq(state_of(sb->id), SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING);
                 SbxRpcChannel *other = sbx_test_channel(&C, 1, token);
                 Sbx__V1__ListSandboxesRequest lreq = SBX__V1__LIST_SANDBOXES_REQUEST__INIT;
-                Outcome l = call(other, &sbx_test_m_list, &lreq.base);
+                Outcome l = call(other, &sbx_api_sandboxes_list, &lreq.base);
                 cr_assert_eq(l.r, 0, "%s", l.message);
                 Sbx__V1__ListSandboxesResponse *list = (Sbx__V1__ListSandboxesResponse *)l.sb;
                 bool found = false;
@@ -211,14 +211,14 @@ Test(scheduler, create_in_each_region_runs_there_and_delete_releases_quota)
                 Sbx__V1__DeleteSandboxRequest dreq = SBX__V1__DELETE_SANDBOX_REQUEST__INIT;
                 dreq.id = sb->id;
                 dreq.wait = true;
-                Outcome d = call(ch, &sbx_test_m_delete, &dreq.base);
+                Outcome d = call(ch, &sbx_api_sandboxes_delete, &dreq.base);
                 cr_assert_eq(d.r, 0, "delete: %s", d.message);
                 outcome_done(&d);
                 cr_assert_neq(
                         wait_state(sb->id, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED, 5 * USEC_PER_SEC),
                         USEC_INFINITY, "deleted sandbox never STOPPED");
                 /* Delete is idempotent. */
-                d = call(ch, &sbx_test_m_delete, &dreq.base);
+                d = call(ch, &sbx_api_sandboxes_delete, &dreq.base);
                 cr_assert_eq(d.r, 0, "second delete: %s", d.message);
                 outcome_done(&d);
                 outcome_done(&o);
@@ -244,7 +244,7 @@ Test(scheduler, quota_sixth_create_refused_until_one_is_deleted)
         Sbx__V1__DeleteSandboxRequest dreq = SBX__V1__DELETE_SANDBOX_REQUEST__INIT;
         dreq.id = ids[0];
         dreq.wait = true;
-        Outcome d = call(ch, &sbx_test_m_delete, &dreq.base);
+        Outcome d = call(ch, &sbx_api_sandboxes_delete, &dreq.base);
         cr_assert_eq(d.r, 0);
         outcome_done(&d);
         cr_assert(wait_usage("acme", 4, 5 * USEC_PER_SEC));
@@ -313,8 +313,8 @@ Test(scheduler_race, creates_200_from_20_clients_on_two_replicas_exactly_quota, 
                         RaceCall *cur = k > 0 ? &calls[c * PER_CLIENT + k - 1] : NULL;
                         if (k < PER_CLIENT && (!cur || cur->done)) {
                                 req.region = (char *)(((c + k) % 2) ? "ord" : "ams");
-                                cr_assert_eq(sbx_rpc_unary(chans[c], &sbx_test_m_create, &req.base, &opts,
-                                                           race_cb, &calls[c * PER_CLIENT + k], NULL),
+                                cr_assert_eq(sbx_rpc_unary(chans[c], &sbx_api_sandboxes_create, &req.base,
+                                                           &opts, race_cb, &calls[c * PER_CLIENT + k], NULL),
                                              0);
                                 next[c]++;
                         }
@@ -467,13 +467,13 @@ Test(scheduler, lifetime_expiry_and_extend_capped)
         ereq.id = o.sb->id;
         int64_t created = o.sb->created_at_ms;
         ereq.stop_at_ms = sbx_now_ms() + 10 * 60 * 1000;
-        Outcome e = call(ch, &sbx_test_m_extend, &ereq.base);
+        Outcome e = call(ch, &sbx_api_sandboxes_extend, &ereq.base);
         cr_assert_eq(e.r, 0, "%s", e.message);
         Sbx__V1__ExtendSandboxResponse *er = (Sbx__V1__ExtendSandboxResponse *)e.sb;
         cr_assert_eq(er->stop_at_ms, ereq.stop_at_ms, "a 10-minute extension is granted as asked");
         outcome_done(&e);
         ereq.stop_at_ms = sbx_now_ms() + 2 * 3600 * 1000;
-        e = call(ch, &sbx_test_m_extend, &ereq.base);
+        e = call(ch, &sbx_api_sandboxes_extend, &ereq.base);
         cr_assert_eq(e.r, 0);
         er = (Sbx__V1__ExtendSandboxResponse *)e.sb;
         cr_assert_eq(er->stop_at_ms, created + 30 * 60 * 1000, "capped at created + 30 min");
@@ -515,7 +515,8 @@ Test(scheduler, session_sandbox_stops_after_its_attach_stream_closes)
         SbxRpcClientCall *call_ = NULL;
         Sbx__V1__AttachRequest areq = SBX__V1__ATTACH_REQUEST__INIT;
         areq.id = id;
-        cr_assert_eq(sbx_rpc_call_start(ch, &sbx_test_m_attach, &areq.base, NULL, &cbs, &a, &call_), 0);
+        cr_assert_eq(sbx_rpc_call_start(ch, &sbx_api_sandboxes_attach, &areq.base, NULL, &cbs, &a, &call_),
+                     0);
         cr_assert_eq(sbx_test_run_until(&C.loop, &a.got_state, 5 * USEC_PER_SEC), 0);
         /* Attached well past the grace period: it keeps running. */
         sbx_test_cluster_run(&C, 3 * USEC_PER_SEC);
@@ -544,25 +545,25 @@ Test(scheduler, other_orgs_sandbox_is_not_found_and_tokens_are_checked)
         SbxRpcChannel *other = sbx_test_channel(&C, 1, other_token);
         Sbx__V1__GetSandboxRequest g = SBX__V1__GET_SANDBOX_REQUEST__INIT;
         g.id = id;
-        Outcome r = call(other, &sbx_test_m_get, &g.base);
+        Outcome r = call(other, &sbx_api_sandboxes_get, &g.base);
         cr_assert_eq(r.code, SBX_STATUS_NOT_FOUND, "%s", sbx_status_name(r.code));
         Sbx__V1__DeleteSandboxRequest d = SBX__V1__DELETE_SANDBOX_REQUEST__INIT;
         d.id = id;
-        r = call(other, &sbx_test_m_delete, &d.base);
+        r = call(other, &sbx_api_sandboxes_delete, &d.base);
         cr_assert_eq(r.code, SBX_STATUS_NOT_FOUND, "another org cannot delete it either");
         cr_assert_eq(state_of(id), SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING);
 
         SbxRpcChannel *anon = sbx_test_channel(&C, 0, NULL);
-        r = call(anon, &sbx_test_m_get, &g.base);
+        r = call(anon, &sbx_api_sandboxes_get, &g.base);
         cr_assert_eq(r.code, SBX_STATUS_UNAUTHENTICATED);
         SbxRpcChannel *wrong = sbx_test_channel(&C, 0, "ddo_not-a-real-token");
-        r = call(wrong, &sbx_test_m_get, &g.base);
+        r = call(wrong, &sbx_api_sandboxes_get, &g.base);
         cr_assert_eq(r.code, SBX_STATUS_UNAUTHENTICATED);
         SbxRpcChannel *admin = sbx_test_channel(&C, 0, C.admin_token);
-        r = call(admin, &sbx_test_m_get, &g.base);
+        r = call(admin, &sbx_api_sandboxes_get, &g.base);
         cr_assert_eq(r.code, SBX_STATUS_PERMISSION_DENIED, "admin tokens do not manage sandboxes");
         Sbx__V1__ListOrgsRequest lo = SBX__V1__LIST_ORGS_REQUEST__INIT;
-        r = call(ch, &sbx_test_m_list_orgs, &lo.base);
+        r = call(ch, &sbx_api_admin_list_orgs, &lo.base);
         cr_assert_eq(r.code, SBX_STATUS_PERMISSION_DENIED, "user tokens do not administer");
         sbx_rpc_channel_free(anon);
         sbx_rpc_channel_free(wrong);
@@ -657,7 +658,7 @@ Test(scheduler, bad_inputs_table)
                         &sbx__v1__create_sandbox_request__descriptor);
                 if (!req.region)
                         req.region = (char *)"";
-                Outcome o = call(ch, &sbx_test_m_create, &req.base);
+                Outcome o = call(ch, &sbx_api_sandboxes_create, &req.base);
                 cr_expect_eq(o.code, cases[i].code, "%s: got %s: %s", cases[i].name, sbx_status_name(o.code),
                              o.message);
                 cr_expect_str_eq(o.message, cases[i].message, "%s", cases[i].name);
@@ -668,15 +669,15 @@ Test(scheduler, bad_inputs_table)
         Sbx__V1__CreateSandboxRequest req = SBX__V1__CREATE_SANDBOX_REQUEST__INIT;
         req.labels = lp;
         req.n_labels = 1;
-        Outcome o = call(ch, &sbx_test_m_create, &req.base);
+        Outcome o = call(ch, &sbx_api_sandboxes_create, &req.base);
         cr_expect_eq(o.code, SBX_STATUS_INVALID_ARGUMENT);
         cr_expect(strstr(o.message, "is 79 bytes; at most 64 are allowed"), "%s", o.message);
         Sbx__V1__GetSandboxRequest g = SBX__V1__GET_SANDBOX_REQUEST__INIT;
         g.id = (char *)"not-an-id";
-        o = call(ch, &sbx_test_m_get, &g.base);
+        o = call(ch, &sbx_api_sandboxes_get, &g.base);
         cr_expect_eq(o.code, SBX_STATUS_INVALID_ARGUMENT);
         g.id = (char *)"sbx_ams_00000000000000000000";
-        o = call(ch, &sbx_test_m_get, &g.base);
+        o = call(ch, &sbx_api_sandboxes_get, &g.base);
         cr_expect_eq(o.code, SBX_STATUS_NOT_FOUND);
         /* Nothing was created by any of it. */
         cr_assert_eq(org_usage("acme").sandboxes, 0);
@@ -779,8 +780,8 @@ static void create_many(Placed *p, unsigned n, unsigned conc, uint64_t lifetime_
                         running += !p[i].done;
                 }
                 for (; running < conc && issued < n; running++, issued++)
-                        cr_assert_eq(sbx_rpc_unary(ch, &sbx_test_m_create, &req.base, &opts, placed_cb,
-                                                   &p[issued], NULL),
+                        cr_assert_eq(sbx_rpc_unary(ch, &sbx_api_sandboxes_create, &req.base, &opts,
+                                                   placed_cb, &p[issued], NULL),
                                      0);
                 uv_run(&C.loop, UV_RUN_ONCE);
         }
@@ -804,7 +805,7 @@ Test(scheduler_big, sandboxes_expiring_together_are_stopped_at_most_64_at_a_time
                 Sbx__V1__ExtendSandboxRequest ext = SBX__V1__EXTEND_SANDBOX_REQUEST__INIT;
                 ext.id = p[i].id;
                 ext.stop_at_ms = stop_at;
-                Outcome o = call(ch, &sbx_test_m_extend, &ext.base);
+                Outcome o = call(ch, &sbx_api_sandboxes_extend, &ext.base);
                 cr_assert_eq(o.r, 0, "Extend %s: %s", p[i].id, o.message);
                 outcome_done(&o);
         }
@@ -914,13 +915,13 @@ Test(scheduler, admin_writes_are_visible_to_the_next_call_on_the_same_replica)
                 Sbx__V1__CreateOrgRequest org = SBX__V1__CREATE_ORG_REQUEST__INIT;
                 org.name = name;
                 org.max_sandboxes = 3;
-                Outcome o = call(admin, &sbx_test_m_create_org, &org.base);
+                Outcome o = call(admin, &sbx_api_admin_create_org, &org.base);
                 cr_assert_eq(o.r, 0, "CreateOrg %s: %s", name, o.message);
                 outcome_done(&o);
                 Sbx__V1__CreateTokenRequest tok = SBX__V1__CREATE_TOKEN_REQUEST__INIT;
                 tok.org = name;
                 tok.role = SBX__V1__ROLE__ROLE_USER;
-                o = call(admin, &sbx_test_m_create_token, &tok.base);
+                o = call(admin, &sbx_api_admin_create_token, &tok.base);
                 cr_assert_eq(o.r, 0, "CreateToken right after CreateOrg %s: %s: %s", name,
                              sbx_status_name(o.code), o.message);
                 outcome_done(&o);
@@ -933,7 +934,7 @@ Test(scheduler, admin_writes_are_visible_to_the_next_call_on_the_same_replica)
         Sbx__V1__UpdateOrgRequest up = SBX__V1__UPDATE_ORG_REQUEST__INIT;
         up.name = (char *)"acme";
         up.max_sandboxes = 1;
-        Outcome o = call(admin, &sbx_test_m_update_org, &up.base);
+        Outcome o = call(admin, &sbx_api_admin_update_org, &up.base);
         cr_assert_eq(o.r, 0, "%s", o.message);
         outcome_done(&o);
         o = create(ch, "ams", 0, false);
@@ -943,7 +944,7 @@ Test(scheduler, admin_writes_are_visible_to_the_next_call_on_the_same_replica)
         cr_assert_eq(o.code, SBX_STATUS_RESOURCE_EXHAUSTED, "quota 1 was not applied: %s", o.message);
         outcome_done(&o);
         up.max_sandboxes = 2;
-        o = call(admin, &sbx_test_m_update_org, &up.base);
+        o = call(admin, &sbx_api_admin_update_org, &up.base);
         cr_assert_eq(o.r, 0, "%s", o.message);
         outcome_done(&o);
         o = create(ch, "ams", 0, false);

@@ -68,7 +68,8 @@ static int node_ready(SbxTestCluster *c, const char *name)
 
         if (!ch)
                 return -ENOMEM;
-        if (sbx_test_call(c, ch, &sbx_test_m_list_nodes, &req.base, &st, (ProtobufCMessage **)&resp) == 0 &&
+        if (sbx_test_call(c, ch, &sbx_api_admin_list_nodes, &req.base, &st, (ProtobufCMessage **)&resp) ==
+                    0 &&
             resp)
                 for (size_t i = 0; i < resp->n_nodes; i++)
                         if (resp->nodes[i]->node && streq(resp->nodes[i]->node->name, name))

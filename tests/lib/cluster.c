@@ -14,41 +14,6 @@
 #include "common/loop/loop.h"
 #include "proto/sbx/v1/sandboxes.pb-c.h"
 
-const SbxRpcMethod sbx_test_m_create =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Create", UNARY, sbx__v1__create_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-const SbxRpcMethod sbx_test_m_get =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Get", UNARY, sbx__v1__get_sandbox_request__descriptor,
-                       sbx__v1__sandbox__descriptor);
-const SbxRpcMethod sbx_test_m_list =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/List", UNARY, sbx__v1__list_sandboxes_request__descriptor,
-                       sbx__v1__list_sandboxes_response__descriptor);
-const SbxRpcMethod sbx_test_m_delete =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Delete", UNARY, sbx__v1__delete_sandbox_request__descriptor,
-                       sbx__v1__delete_sandbox_response__descriptor);
-const SbxRpcMethod sbx_test_m_extend =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Extend", UNARY, sbx__v1__extend_sandbox_request__descriptor,
-                       sbx__v1__extend_sandbox_response__descriptor);
-const SbxRpcMethod sbx_test_m_watch =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Watch", SERVER_STREAM,
-                       sbx__v1__watch_sandboxes_request__descriptor, sbx__v1__sandbox_event__descriptor);
-const SbxRpcMethod sbx_test_m_attach =
-        SBX_RPC_METHOD("/sbx.v1.Sandboxes/Attach", BIDI, sbx__v1__attach_request__descriptor,
-                       sbx__v1__attach_response__descriptor);
-const SbxRpcMethod sbx_test_m_create_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/CreateOrg", UNARY, sbx__v1__create_org_request__descriptor, sbx__v1__org__descriptor);
-const SbxRpcMethod sbx_test_m_list_orgs =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListOrgs", UNARY, sbx__v1__list_orgs_request__descriptor,
-                       sbx__v1__list_orgs_response__descriptor);
-const SbxRpcMethod sbx_test_m_update_org = SBX_RPC_METHOD(
-        "/sbx.v1.Admin/UpdateOrg", UNARY, sbx__v1__update_org_request__descriptor, sbx__v1__org__descriptor);
-const SbxRpcMethod sbx_test_m_create_token =
-        SBX_RPC_METHOD("/sbx.v1.Admin/CreateToken", UNARY, sbx__v1__create_token_request__descriptor,
-                       sbx__v1__create_token_response__descriptor);
-const SbxRpcMethod sbx_test_m_list_nodes =
-        SBX_RPC_METHOD("/sbx.v1.Admin/ListNodes", UNARY, sbx__v1__list_nodes_request__descriptor,
-                       sbx__v1__list_nodes_response__descriptor);
-
 static const char *build_dir(void)
 {
         const char *b = getenv("SBX_BUILD_DIR");
@@ -90,7 +55,7 @@ static int wait_ready(SbxTestCluster *c, unsigned i)
                 SbxRpcStatus st = { 0 };
                 ProtobufCMessage *resp = NULL;
                 SbxRpcCallOptions o = { .timeout = 2 * USEC_PER_SEC, .wait_for_ready = true };
-                r = sbx_rpc_unary_sync(ch, &sbx_test_m_list_orgs, &req.base, &o, &st, &resp);
+                r = sbx_rpc_unary_sync(ch, &sbx_api_admin_list_orgs, &req.base, &o, &st, &resp);
                 sbx_rpc_status_done(&st);
                 if (resp)
                         protobuf_c_message_free_unpacked(resp, NULL);
@@ -243,12 +208,12 @@ char *sbx_test_org(SbxTestCluster *c, const char *name, unsigned quota)
                 return NULL;
         org.name = (char *)name;
         org.max_sandboxes = quota;
-        if (sbx_test_call(c, ch, &sbx_test_m_create_org, &org.base, &st, NULL) < 0)
+        if (sbx_test_call(c, ch, &sbx_api_admin_create_org, &org.base, &st, NULL) < 0)
                 fprintf(stderr, "CreateOrg %s: %s\n", name, st.message);
         sbx_rpc_status_done(&st);
         tok.org = (char *)name;
         tok.role = SBX__V1__ROLE__ROLE_USER;
-        if (sbx_test_call(c, ch, &sbx_test_m_create_token, &tok.base, &st, (ProtobufCMessage **)&resp) >=
+        if (sbx_test_call(c, ch, &sbx_api_admin_create_token, &tok.base, &st, (ProtobufCMessage **)&resp) >=
             0) {
                 token = strdup(resp->token);
                 protobuf_c_message_free_unpacked(&resp->base, NULL);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "common/api/api.h"
 #include "common/etcd/etcd.h"
 #include "common/rpc/rpc.h"
 #include "tests/lib/fixture.h"
@@ -65,8 +66,3 @@ int sbx_test_call(SbxTestCluster *c, SbxRpcChannel *ch, const SbxRpcMethod *m, c
 
 /* Runs the loop for a while (simulated agents and watches make progress meanwhile). */
 void sbx_test_cluster_run(SbxTestCluster *c, usec_t duration);
-
-/* The scheduler API's method descriptors, for tests. */
-extern const SbxRpcMethod sbx_test_m_create, sbx_test_m_get, sbx_test_m_list, sbx_test_m_delete,
-        sbx_test_m_extend, sbx_test_m_watch, sbx_test_m_attach, sbx_test_m_create_org, sbx_test_m_list_orgs,
-        sbx_test_m_update_org, sbx_test_m_create_token, sbx_test_m_list_nodes;

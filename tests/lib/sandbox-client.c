@@ -6,18 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/api/api.h"
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
-
-static const SbxRpcMethod m_exec =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/Exec", BIDI, sbx__v1__exec_request__descriptor,
-                       sbx__v1__exec_response__descriptor);
-static const SbxRpcMethod m_read_file =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/ReadFile", SERVER_STREAM, sbx__v1__read_file_request__descriptor,
-                       sbx__v1__file_chunk__descriptor);
-static const SbxRpcMethod m_write_file =
-        SBX_RPC_METHOD("/sbx.v1.SandboxData/WriteFile", CLIENT_STREAM,
-                       sbx__v1__write_file_request__descriptor, sbx__v1__write_file_response__descriptor);
 
 /* Below this much queued toward the agent, the next stdin or upload chunk is sent. */
 #define SEND_WINDOW (256u * 1024)
@@ -45,7 +36,8 @@ int sbx_test_sandbox_create_req(SbxTestCluster *c, const char *org_token,
         if (!ch)
                 return -ENOMEM;
         SbxRpcCallOptions o = { .timeout = 90 * USEC_PER_SEC };
-        r = sbx_rpc_unary_sync(ch, &sbx_test_m_create, &req->base, &o, ret_status, (ProtobufCMessage **)&sb);
+        r = sbx_rpc_unary_sync(ch, &sbx_api_sandboxes_create, &req->base, &o, ret_status,
+                               (ProtobufCMessage **)&sb);
         sbx_rpc_channel_free(ch);
         if (r < 0)
                 return r;
@@ -215,7 +207,7 @@ int sbx_test_exec(SbxTestSandbox *sb, const SbxTestExecOptions *o, SbxTestExecRe
 
         static const SbxRpcClientCallbacks cbs = { .on_message = exec_message, .on_status = exec_status };
         SbxRpcCallOptions co = { .timeout = o->timeout ? o->timeout : 120 * USEC_PER_SEC };
-        r = sbx_rpc_call_start(sb->data, &m_exec, &first.base, &co, &cbs, &e, &e.call);
+        r = sbx_rpc_call_start(sb->data, &sbx_api_data_exec, &first.base, &co, &cbs, &e, &e.call);
         if (r < 0)
                 return r;
         sbx_rpc_client_call_on_drain(e.call, exec_drain, &e);
@@ -346,8 +338,8 @@ int sbx_test_write_file(SbxTestSandbox *sb, const char *path, const void *p, siz
         h.path = (char *)path;
         first.msg_case = SBX__V1__WRITE_FILE_REQUEST__MSG_HEADER;
         first.header = &h;
-        if ((r = sbx_rpc_call_start(sb->data, &m_write_file, &first.base, &o, &transfer_cbs, &t, &t.call)) <
-            0)
+        if ((r = sbx_rpc_call_start(sb->data, &sbx_api_data_write_file, &first.base, &o, &transfer_cbs, &t,
+                                    &t.call)) < 0)
                 return r;
         sbx_rpc_client_call_on_drain(t.call, upload_drain, &t);
         upload_pump(&t);
@@ -364,7 +356,8 @@ int sbx_test_read_file(SbxTestSandbox *sb, const char *path, SbxBuffer *out, Sbx
         *ret_status = (SbxRpcStatus){ 0 };
         req.sandbox_id = sb->id;
         req.path = (char *)path;
-        if ((r = sbx_rpc_call_start(sb->data, &m_read_file, &req.base, &o, &transfer_cbs, &t, &t.call)) < 0)
+        if ((r = sbx_rpc_call_start(sb->data, &sbx_api_data_read_file, &req.base, &o, &transfer_cbs, &t,
+                                    &t.call)) < 0)
                 return r;
         return transfer_wait(sb, &t);
 }
