@@ -24,6 +24,9 @@ struct SbxEtcdElection {
         int64_t our_create_rev;
         bool leader;
         bool campaigning;
+        /* The key was read once. Attempts wait for that first read, so that its answer cannot
+         * arrive after a win and be taken for news (see predates_our_win). */
+        bool observed;
         /* A Txn is in flight; `retry` asks for another attempt when it failed. */
         bool attempt_in_flight;
         bool retry;
@@ -34,7 +37,12 @@ struct SbxEtcdElection {
         unsigned pending;
 };
 
+/* Pause before another try after etcd could not be reached. */
+#define RETRY_MS 500
+
 static void election_try_acquire(SbxEtcdElection *el);
+static void win(SbxEtcdElection *el, int64_t create_revision);
+static void on_retry_timer(uv_timer_t *t);
 
 static void election_maybe_dispose(SbxEtcdElection *el)
 {
@@ -67,12 +75,23 @@ static void demote(SbxEtcdElection *el)
                 el->cbs.on_demoted(el, el->userdata);
 }
 
+/* Whether an observation made at `revision` predates our win. The read that starts the watch and
+ * the Txn that wins are separate calls whose answers may arrive in either order, and the watch may
+ * still deliver events from before the win: such news says nothing about the present and must not
+ * demote us (we would then wait for the deletion of a key that is our own). */
+static bool predates_our_win(const SbxEtcdElection *el, int64_t revision)
+{
+        return el->leader && revision < el->our_create_rev;
+}
+
 static void on_watch_events(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
 {
         SbxEtcdElection *el = userdata;
 
         for (size_t i = 0; i < r->n_events; i++) {
                 const Etcdserverpb__Event *ev = r->events[i];
+                if (ev->kv && predates_our_win(el, ev->kv->mod_revision))
+                        continue;
                 if (ev->type == ETCDSERVERPB__EVENT__EVENT_TYPE__DELETE) {
                         set_leader_value(el, NULL);
                         demote(el);
@@ -108,30 +127,38 @@ static void observe_done(int error, const Etcdserverpb__RangeResponse *r, void *
                 return;
         }
         if (error < 0) {
-                /* etcd is unreachable: try again shortly through a watch from "now". */
-                if (sbx_etcd_watch(el->e, el->key, false, 0, false, &cbs, el, &el->watch) < 0)
-                        el->watch = NULL;
+                /* etcd is unreachable: read again shortly. */
+                uv_timer_start(&el->retry_timer, on_retry_timer, RETRY_MS, 0);
                 return;
         }
-        if (r->n_kvs > 0) {
+        el->observed = true;
+        int64_t revision = r->header ? r->header->revision : 0;
+        /* A read from before our win has nothing to tell; the watch from there brings our key. */
+        if (!predates_our_win(el, revision) && r->n_kvs > 0) {
                 set_leader_value(el, &r->kvs[0]->value);
                 if (el->leader && r->kvs[0]->create_revision != el->our_create_rev)
                         demote(el);
-        } else {
+        } else if (!predates_our_win(el, revision)) {
                 set_leader_value(el, NULL);
                 demote(el);
         }
-        if (sbx_etcd_watch(el->e, el->key, false, r->header ? r->header->revision + 1 : 0, false, &cbs, el,
-                           &el->watch) < 0)
+        if (sbx_etcd_watch(el->e, el->key, false, revision ? revision + 1 : 0, false, &cbs, el, &el->watch) <
+            0)
                 el->watch = NULL;
-        if (el->campaigning && !el->leader && r->n_kvs == 0)
+        if (!el->campaigning || el->leader)
+                return;
+        if (r->n_kvs == 0)
                 election_try_acquire(el);
+        else if (el->lease && r->kvs[0]->lease == sbx_etcd_lease_id(el->lease))
+                win(el, r->kvs[0]->create_revision); /* see acquire_done */
 }
 
 static void observe_start(SbxEtcdElection *el)
 {
         if (sbx_etcd_get(el->e, el->key, observe_done, el) >= 0)
                 el->pending++;
+        else
+                uv_timer_start(&el->retry_timer, on_retry_timer, RETRY_MS, 0);
 }
 
 int sbx_etcd_election_new(SbxEtcd *e, const char *key, const char *value, SbxEtcdLease *lease,
@@ -160,7 +187,23 @@ int sbx_etcd_election_new(SbxEtcd *e, const char *key, const char *value, SbxEtc
 
 static void on_retry_timer(uv_timer_t *t)
 {
-        election_try_acquire(t->data);
+        SbxEtcdElection *el = t->data;
+        /* Without a watch, the key's state is unknown: read it (which tries to acquire a vacancy). */
+        if (!el->watch)
+                observe_start(el);
+        else
+                election_try_acquire(el);
+}
+
+static void win(SbxEtcdElection *el, int64_t create_revision)
+{
+        el->leader = true;
+        el->retry = false;
+        el->our_create_rev = create_revision;
+        set_leader_value(el,
+                         &(ProtobufCBinaryData){ .data = (uint8_t *)el->value, .len = strlen(el->value) });
+        if (el->cbs.on_elected)
+                el->cbs.on_elected(el, el->userdata);
 }
 
 static void acquire_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
@@ -173,25 +216,27 @@ static void acquire_done(int error, const Etcdserverpb__TxnResponse *r, void *us
                 election_maybe_dispose(el);
                 return;
         }
-        if (error >= 0 && r->succeeded && el->campaigning) {
-                el->leader = true;
-                el->our_create_rev = r->header ? r->header->revision : 0;
-                set_leader_value(el, &(ProtobufCBinaryData){ .data = (uint8_t *)el->value,
-                                                             .len = strlen(el->value) });
-                if (el->cbs.on_elected)
-                        el->cbs.on_elected(el, el->userdata);
-                return;
-        }
+        /* The key as a failed attempt found it. */
+        const Etcdserverpb__KeyValue *found = NULL;
         if (error >= 0 && !r->succeeded && r->n_responses > 0 && r->responses[0]->response_range &&
             r->responses[0]->response_range->n_kvs > 0)
-                set_leader_value(el, &r->responses[0]->response_range->kvs[0]->value);
+                found = r->responses[0]->response_range->kvs[0];
+        /* A key bound to our own lease is ours: an earlier attempt committed although its answer
+         * was lost (a timeout after the commit). Waiting for its deletion would wait for ever. */
+        if (error >= 0 && el->campaigning &&
+            (r->succeeded || (found && found->lease == sbx_etcd_lease_id(el->lease)))) {
+                win(el, r->succeeded ? (r->header ? r->header->revision : 0) : found->create_revision);
+                return;
+        }
+        if (found)
+                set_leader_value(el, &found->value);
         /* A vacancy seen while this attempt was in flight deserves another try at once; a failure
          * to reach etcd gets one after a pause. */
         if (el->campaigning && el->retry && error >= 0) {
                 el->retry = false;
                 election_try_acquire(el);
         } else if (el->campaigning && error < 0) {
-                uv_timer_start(&el->retry_timer, on_retry_timer, 500, 0);
+                uv_timer_start(&el->retry_timer, on_retry_timer, RETRY_MS, 0);
         }
 }
 
@@ -199,7 +244,8 @@ static void election_try_acquire(SbxEtcdElection *el)
 {
         SbxEtcdTxn *t;
 
-        if (!el->campaigning || el->leader || !el->lease || !sbx_etcd_lease_alive(el->lease))
+        if (!el->campaigning || el->leader || !el->observed || !el->lease ||
+            !sbx_etcd_lease_alive(el->lease))
                 return;
         if (el->attempt_in_flight) {
                 el->retry = true;

@@ -614,6 +614,26 @@ Test(etcd, election_one_leader_and_failover)
         candidate_stop(&b);
 }
 
+/* The key already bound to the candidate's own lease (an earlier attempt committed but its answer
+ * was lost): the candidate leads, instead of waiting for its own key to go. */
+Test(etcd, election_adopts_a_key_on_its_own_lease)
+{
+        Candidate a = { 0 };
+        a.c = client_for((const char *const[]){ etcd->endpoint, NULL });
+        a.lease = grant(a.c, 5, &a.lw);
+        cr_assert_eq(put(a.c, "/sbx/test/leader", "replica-a", sbx_etcd_lease_id(a.lease)).error, 0);
+        cr_assert_eq(
+                sbx_etcd_election_new(a.c, "/sbx/test/leader", "replica-a", a.lease, &cand_cbs, &a, &a.el),
+                0);
+        cr_assert_eq(sbx_etcd_election_campaign(a.el), 0);
+        cr_assert_eq(sbx_test_run_until(&loop, &a.elected, 5 * USEC_PER_SEC), 0,
+                     "its own key kept it waiting");
+        sbx_test_run_for(&loop, 200 * USEC_PER_MSEC);
+        cr_assert(sbx_etcd_election_is_leader(a.el));
+        cr_assert_not(a.demoted);
+        candidate_stop(&a);
+}
+
 Test(etcd, election_resign_hands_over)
 {
         Candidate a = { 0 }, b = { 0 };
