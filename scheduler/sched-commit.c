@@ -21,6 +21,8 @@
 
 #define UPDATE_ATTEMPTS 6
 #define RETRY_MS        15
+/* How long a committed update waits for the mirror to show it, at most. */
+#define MIRROR_WAIT_MS 2000
 
 typedef enum WriteKind {
         WRITE_UPDATE,
@@ -40,6 +42,8 @@ struct SchedWrite {
         unsigned attempts;
         /* An etcd request of this write is in flight (each write has at most one). */
         bool txn_in_flight;
+        /* A committed update waits for the mirror to show it (see update_txn_done). */
+        SchedStateWait *mirror_wait;
         bool finished;
         uv_timer_t timer;
 };
@@ -88,6 +92,9 @@ static void write_finish(SchedWrite *w, int error)
         if (w->finished)
                 return;
         w->finished = true;
+        if (w->mirror_wait)
+                sched_state_wait_cancel(w->s->state, w->mirror_wait);
+        w->mirror_wait = NULL;
         LIST_REMOVE(w, link);
         w->s->inflight--;
         if (w->done)
@@ -162,13 +169,33 @@ static void update_retry(uv_timer_t *t)
         update_attempt(t->data);
 }
 
+static void update_mirrored(int error, void *userdata)
+{
+        Update *u = userdata;
+        u->w.mirror_wait = NULL;
+        write_finish(&u->w, error == -ECANCELED ? error : 0);
+}
+
+static void update_mirror_late(uv_timer_t *t)
+{
+        /* The write is committed; a watch that lags this much is not the caller's problem. */
+        write_finish(t->data, 0);
+}
+
 static void update_txn_done(int error, const Etcdserverpb__TxnResponse *r, void *userdata)
 {
         Update *u = userdata;
 
         u->w.txn_in_flight = false;
         if (error >= 0 && r->succeeded) {
-                write_finish(&u->w, 0);
+                /* Done once this replica's mirror shows the change, so that the caller's next call
+                 * sees it (a Delete's caller sees the sandbox stopping, and its next Create waits
+                 * for the quota that stop gives back). */
+                int64_t rev = r->header ? r->header->revision : 0;
+                if (sched_state_wait_revision(u->w.s->state, rev, update_mirrored, u, &u->w.mirror_wait) < 0)
+                        write_finish(&u->w, 0);
+                else
+                        uv_timer_start(&u->w.timer, update_mirror_late, MIRROR_WAIT_MS, 0);
                 return;
         }
         if (error >= 0) {
