@@ -51,6 +51,10 @@ static const SbxConfigOption options[] = {
         OPT("create-deadline", duration, create_deadline, "60s",
             "How long Create waits for the sandbox to be RUNNING before marking it FAILED.",
             .min = 1000000LL, .max = 3600 * 1000000LL),
+        OPT("release-wait", duration, release_wait, "10s",
+            "How long a Create that finds its org at quota, or its region full, waits for what sandboxes "
+            "being stopped give back (only when some are); 0 fails at once.",
+            .min = 0, .max = 300 * 1000000LL),
         OPT("retention", duration, retention, "1h", "How long ended sandboxes stay listable.", .min = 0,
             .max = 30 * 24 * 3600 * 1000000LL),
         OPT("leader-lease-ttl", duration, leader_lease_ttl, "10s",

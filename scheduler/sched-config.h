@@ -30,6 +30,7 @@ typedef struct SchedConfig {
         char *cluster_key_file;
         char *admin_token_file;
         usec_t create_deadline;
+        usec_t release_wait;
         usec_t retention;
         usec_t leader_lease_ttl;
         usec_t session_grace;

@@ -15,6 +15,11 @@
  * rather than waiting for the watch. Concurrent Creates also avoid nodes with a placement of this
  * replica in flight (sched-placement.h), for the same reason.
  *
+ * An org at its quota, or a region without room, fails the Create at once — unless some of the
+ * org's (or region's) sandboxes are being stopped: what they hold comes back within moments, and
+ * "kill one, create one" should just work. The Create then waits (up to release-wait) and tries
+ * again whenever a usage key changes.
+ *
  * Then the call waits — through the state mirror, not a watch of its own — until the agent reports
  * RUNNING. Past the create deadline the sandbox is marked FAILED and its quota released.
  */
@@ -40,8 +45,6 @@ typedef enum CreatePhase {
         CREATE_WAITING,
         CREATE_DONE,
 } CreatePhase;
-
-typedef struct CreateOp CreateOp;
 
 /* The Creates of one org waiting for its Txn in flight, first come first served. */
 typedef struct OrgLine {
@@ -74,10 +77,16 @@ struct CreateOp {
         bool in_line;
         /* Called from the front of the line: the ops behind do not hold it back. */
         bool line_turn;
+        /* Waiting for a release (Scheduler.releases), until release_until (monotonic; 0 before
+         * the first wait). */
+        TAILQ_ENTRY(CreateOp) release_link;
+        bool awaiting_release;
+        usec_t release_until;
 };
 
 static bool create_attempt(CreateOp *op);
 static void line_leave(CreateOp *op);
+static void release_leave(CreateOp *op);
 
 static void op_closed(uv_handle_t *h)
 {
@@ -94,6 +103,7 @@ static void op_maybe_free(CreateOp *op)
         if (op->phase != CREATE_DONE || op->txn_in_flight || uv_is_closing((uv_handle_t *)&op->timer))
                 return;
         line_leave(op);
+        release_leave(op);
         if (sbx_hashmap_get(op->s->waiters, op->id) == op)
                 sbx_hashmap_remove(op->s->waiters, op->id);
         sbx_rpc_server_call_set_userdata(op->call, NULL);
@@ -358,6 +368,83 @@ static void line_next(Scheduler *s, const char *org)
         }
 }
 
+/* ---- waiting for a release ---- */
+
+static void release_leave(CreateOp *op)
+{
+        if (!op->awaiting_release)
+                return;
+        TAILQ_REMOVE(&op->s->releases, op, release_link);
+        op->awaiting_release = false;
+        uv_timer_stop(&op->timer);
+}
+
+/* A usage key changed, or the wait is over: try again (an attempt past the wait fails with what is
+ * missing, unless it came back). */
+static void on_release_timeout(uv_timer_t *t)
+{
+        CreateOp *op = t->data;
+        release_leave(op);
+        create_attempt(op);
+}
+
+/* Sets the op aside until a usage key changes, when sandboxes being stopped are about to give back
+ * what it lacks (`coming`) and its wait is not over. The wait ends well before the caller's
+ * deadline, so that the caller learns what was missing rather than just the time running out. */
+static bool await_release(CreateOp *op, bool coming, const char *reason)
+{
+        Scheduler *s = op->s;
+        usec_t now = sbx_now_monotonic();
+
+        if (!coming || s->cfg.release_wait == 0 || s->stopping)
+                return false;
+        if (op->release_until == 0) {
+                usec_t left = sbx_rpc_server_call_time_left(op->call);
+                usec_t wait = s->cfg.release_wait;
+                if (left != USEC_INFINITY && left / 2 < wait)
+                        wait = left / 2;
+                op->release_until = now + wait;
+                sbx_counter_inc(s->m.release_waits, SBX_LABELS(reason));
+        }
+        if (now >= op->release_until)
+                return false;
+        TAILQ_INSERT_TAIL(&s->releases, op, release_link);
+        op->awaiting_release = true;
+        uv_timer_start(&op->timer, on_release_timeout, sbx_usec_to_msec_ceil(op->release_until - now), 0);
+        return true;
+}
+
+/* Whether a node of the region has sandboxes being stopped (capacity about to come back). */
+static bool region_stopping(SchedNode *const *nodes, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (nodes[i]->stopping > 0)
+                        return true;
+        return false;
+}
+
+static bool release_concerns(Scheduler *s, const CreateOp *op, SchedChange what, const char *name)
+{
+        if (what == SCHED_CHANGE_ORG_USAGE)
+                return name && streq(name, op->org);
+        if (what == SCHED_CHANGE_NODE_USAGE) {
+                SchedNode *n = name ? sched_state_node(s->state, name) : NULL;
+                return n && sched_node_alive(n) && streq(strempty(n->node->region), op->spec.region);
+        }
+        return true;
+}
+
+void sched_create_on_release(Scheduler *s, SchedChange what, const char *name)
+{
+        CreateOp *op;
+
+        /* Try again on the next turn of the loop, not now: one watch message carries the whole
+         * finalization (record, org usage, node usage), and this runs before all of it is applied. */
+        TAILQ_FOREACH(op, &s->releases, release_link)
+        if (release_concerns(s, op, what, name))
+                uv_timer_start(&op->timer, on_release_timeout, 0, 0);
+}
+
 /* Placements in flight, per org and node, steer concurrent Creates of this replica apart. */
 static void placing_add(CreateOp *op, int delta)
 {
@@ -558,12 +645,13 @@ static bool create_attempt(CreateOp *op)
         SchedUsage usage = sched_org_usage(org);
         uint32_t running = usage.count;
         if (running >= org->org->max_sandboxes) {
+                if (await_release(op, org->stopping > 0, "quota"))
+                        return false;
                 sbx_counter_inc(s->m.quota_rejections, NULL);
                 op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,
-                        "Organization \"%s\" is at its quota of %u concurrent sandboxes (%u running); "
-                        "delete one or "
-                        "raise the quota",
-                        op->org, org->org->max_sandboxes, running);
+                        "Organization \"%s\" is at its quota of %u concurrent sandboxes (%u running, %u of "
+                        "them stopping); delete one or raise the quota",
+                        op->org, org->org->max_sandboxes, running, org->stopping);
                 return false;
         }
 
@@ -575,6 +663,8 @@ static bool create_attempt(CreateOp *op)
                                        .seed = s->seed++ ^ ((uint64_t)op->created_ms << 16) ^ op->attempts,
                                        .sample = s->cfg.placement_sample };
         r = sched_place_among(n, node_view, (void *)nodes, &preq, &res);
+        if (r < 0 && await_release(op, region_stopping(nodes, n), "capacity"))
+                return false;
         if (r < 0) {
                 sbx_counter_inc(s->m.placements, SBX_LABELS(op->spec.region, "no_capacity"));
                 op_fail(op, SBX_STATUS_RESOURCE_EXHAUSTED,

@@ -31,6 +31,8 @@ static void on_state_change(SchedState *st, SchedChange what, const char *name, 
         Scheduler *s = userdata;
         if (what == SCHED_CHANGE_SANDBOX && name)
                 sched_create_on_change(s, name);
+        else if (what == SCHED_CHANGE_ORG_USAGE || what == SCHED_CHANGE_NODE_USAGE)
+                sched_create_on_release(s, what, name);
         else if (what == SCHED_CHANGE_RESYNC) {
                 /* Every waiter re-checks after a rebuild. */
                 size_t state = 0;
@@ -41,6 +43,7 @@ static void on_state_change(SchedState *st, SchedChange what, const char *name, 
                 STRV_FOREACH (i, ids)
                         sched_create_on_change(s, *i);
                 strv_free(ids);
+                sched_create_on_release(s, what, name);
         }
 }
 
@@ -192,6 +195,7 @@ static int setup(Scheduler *s)
         if ((r = sbx_etcd_new(s->rpc, &eo, &s->etcd)) < 0)
                 return log_error_errno(r, "Failed to set up the etcd client: %m");
         LIST_INIT(&s->writes);
+        TAILQ_INIT(&s->releases);
         if ((r = sbx_hashmap_new(&s->waiters)) < 0 || (r = sbx_hashmap_new(&s->org_lines)) < 0 ||
             (r = sched_state_new(s->etcd, &s->state)) < 0 ||
             (r = sched_state_listen(s->state, on_state_change, s)) < 0 ||

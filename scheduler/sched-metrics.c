@@ -76,6 +76,10 @@ int sched_metrics_register(Scheduler *s)
             (r = sbx_metrics_counter(m, "sbx_scheduler_quota_rejections_total",
                                      "Creates refused because the organization was at its quota.", NULL,
                                      &x->quota_rejections)) < 0 ||
+            (r = sbx_metrics_counter(m, "sbx_scheduler_create_release_waits_total",
+                                     "Creates that waited for what stopping sandboxes give back, by "
+                                     "reason (quota, capacity).",
+                                     SBX_LABEL_NAMES("reason"), &x->release_waits)) < 0 ||
             (r = sbx_metrics_counter(
                      m, "sbx_scheduler_txn_conflicts_total",
                      "etcd transactions whose compares failed and were retried, by operation.",

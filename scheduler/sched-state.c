@@ -190,7 +190,7 @@ static void region_update(SchedState *s, SchedNode *n)
 
 static void org_maybe_drop(SchedState *s, SchedOrg *o)
 {
-        if (!o->org && !o->usage && o->known.placing == 0)
+        if (!o->org && !o->usage && o->known.placing == 0 && o->stopping == 0)
                 org_free(sbx_hashmap_remove(s->orgs, o->name));
 }
 
@@ -230,6 +230,16 @@ static void sandbox_unlink(SchedState *s, SchedSandbox *sb)
         LIST_REMOVE(sb, node_link);
         sb->on_node = NULL;
         n->active--;
+        if (sb->stopping) {
+                n->stopping--;
+                sb->stopping = false;
+        }
+        if (sb->stopping_org) {
+                SchedOrg *o = sb->stopping_org;
+                o->stopping--;
+                sb->stopping_org = NULL;
+                org_maybe_drop(s, o);
+        }
         node_maybe_drop(s, n);
 }
 
@@ -244,6 +254,12 @@ static void sandbox_link(SchedState *s, SchedSandbox *sb)
         LIST_INSERT_HEAD(&n->sandboxes, sb, node_link);
         sb->on_node = n;
         n->active++;
+        if (r->desired == SBX__V1__DESIRED_STATE__DESIRED_STATE_STOPPED) {
+                sb->stopping = true;
+                n->stopping++;
+                if (!isempty(r->org) && (sb->stopping_org = org_get(s, r->org)))
+                        sb->stopping_org->stopping++;
+        }
 }
 
 static bool still_listening(SchedState *s, const Listener *l)

@@ -56,6 +56,8 @@ typedef struct SchedNode {
         /* Sandboxes placed on the node and not yet ended (from records), and how many. */
         LIST_HEAD(, SchedSandbox) sandboxes;
         unsigned active;
+        /* How many of them are asked to stop: capacity about to come back. */
+        unsigned stopping;
         SchedUsage known;
         /* Where the node sits in its region's index while it is alive. */
         SchedRegion *region;
@@ -69,6 +71,8 @@ typedef struct SchedOrg {
         Sbx__V1__OrgUsage *usage;
         int64_t usage_rev;
         SchedUsage known;
+        /* Its sandboxes asked to stop and not ended yet: quota about to come back. */
+        unsigned stopping;
 } SchedOrg;
 
 struct SchedSandbox {
@@ -80,6 +84,9 @@ struct SchedSandbox {
         /* On its node's list while placed and not ended. */
         LIST_ENTRY(SchedSandbox) node_link;
         SchedNode *on_node;
+        /* Counted in the `stopping` of its node and of this org (while on its node's list). */
+        SchedOrg *stopping_org;
+        bool stopping;
         /* The reconciler's bookkeeping (sched-reconcile.c): the earliest deadline it has queued for
          * this sandbox, in ms since the epoch; 0 when none. */
         int64_t wake_ms;

@@ -17,6 +17,7 @@
 typedef struct SchedMetrics {
         SbxCounter *placements; /* region, result */
         SbxCounter *quota_rejections;
+        SbxCounter *release_waits;         /* reason */
         SbxCounter *txn_conflicts;         /* op */
         SbxCounter *txn_retries_exhausted; /* op */
         SbxCounter *reconcile_actions;     /* action */
@@ -34,6 +35,7 @@ typedef struct SchedMetrics {
 } SchedMetrics;
 
 typedef struct SchedReconciler SchedReconciler;
+typedef struct CreateOp CreateOp;
 typedef struct SchedWrite SchedWrite;
 
 typedef struct Scheduler {
@@ -57,6 +59,9 @@ typedef struct Scheduler {
         SbxHashmap *waiters;
         /* Create calls waiting for their org's Txn in flight: org → line (sched-create.c). */
         SbxHashmap *org_lines;
+        /* Create calls waiting for quota or capacity that stopping sandboxes give back
+         * (sched-create.c). */
+        TAILQ_HEAD(, CreateOp) releases;
         uint64_t seed;
         /* Record writes not finished yet (sched-commit.c), and how many. */
         LIST_HEAD(, SchedWrite) writes;
@@ -131,6 +136,8 @@ int sched_api_admin_register(Scheduler *s, SbxRpcServer *server);
 /* Create (sched-create.c), and its waiting side: wakes waiters when the mirror changes. */
 int sched_create_register(Scheduler *s, SbxRpcServer *server, const SbxRpcMethod *m);
 void sched_create_on_change(Scheduler *s, const char *id);
+/* Quota or capacity came back (a usage key changed): the Creates waiting for it try again. */
+void sched_create_on_release(Scheduler *s, SchedChange what, const char *name);
 
 /* ---- attachments (sched-attach.c) ---- */
 

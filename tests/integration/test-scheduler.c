@@ -255,6 +255,83 @@ Test(scheduler, quota_sixth_create_refused_until_one_is_deleted)
                 free(ids[i]);
 }
 
+/* ---- kill one, create one ---- */
+
+static void setup_slow_stops(void)
+{
+        /* One slot per node (ams and ord hold two each), quota 3, and agents that take a second to
+         * stop a sandbox, as a real one takes a moment to stop its VM. */
+        SbxSimOptions o = { .regions = (const char *const[]){ "ams", "ord", NULL },
+                            .nodes_per_region = 2,
+                            .memory_mb = 16384,
+                            .vcpus = 16,
+                            .slots = 1,
+                            .stop_delay = 1 * USEC_PER_SEC };
+        start_with(2, o, 3);
+}
+
+static void delete_nowait(const char *id)
+{
+        Sbx__V1__DeleteSandboxRequest req = SBX__V1__DELETE_SANDBOX_REQUEST__INIT;
+        req.id = (char *)id;
+        Outcome d = call(ch, &sbx_api_sandboxes_delete, &req.base);
+        cr_assert_eq(d.r, 0, "delete %s: %s", id, d.message);
+        outcome_done(&d);
+}
+
+/* Creates one and says how long it took. */
+static Outcome create_timed(const char *region, double *ret_seconds)
+{
+        usec_t t0 = sbx_now_monotonic();
+        Outcome o = create(ch, region, 0, false);
+        *ret_seconds = (double)(sbx_now_monotonic() - t0) / USEC_PER_SEC;
+        return o;
+}
+
+/* A Create that finds the region full, or the org at its quota, waits for what a sandbox being
+ * stopped gives back, instead of failing while the stop is under way; with nothing being stopped
+ * it fails at once. */
+Test(scheduler_release, create_waits_for_capacity_and_quota_that_stopping_sandboxes_give_back,
+     .init = setup_slow_stops, .fini = teardown)
+{
+        double took;
+        Outcome a = create(ch, "ams", 0, false), b = create(ch, "ams", 0, false);
+        cr_assert(a.r == 0 && b.r == 0, "%s %s", a.message, b.message);
+
+        /* ams is full and nothing is stopping there: refused at once. */
+        Outcome full = create_timed("ams", &took);
+        cr_assert_eq(full.code, SBX_STATUS_RESOURCE_EXHAUSTED, "%s", full.message);
+        cr_assert(strstr(full.message, "No capacity in region ams"), "%s", full.message);
+        cr_assert_lt(took, 1.0, "a refusal with nothing stopping waited %.2f s", took);
+
+        /* Kill one, create one: the Create waits out the stop. */
+        delete_nowait(a.sb->id);
+        Outcome d = create_timed("ams", &took);
+        cr_assert_eq(d.r, 0, "create after a kill, capacity: %s", d.message);
+        cr_log_info("create behind a stopping sandbox (capacity): %.2f s", took);
+        cr_assert_geq(took, 0.5, "placed in %.2f s, before the stopping sandbox was stopped", took);
+
+        /* b, d and e make the quota of 3. */
+        Outcome e = create(ch, "ord", 0, false);
+        cr_assert_eq(e.r, 0, "%s", e.message);
+        Outcome over = create_timed("ord", &took);
+        cr_assert_eq(over.code, SBX_STATUS_RESOURCE_EXHAUSTED, "%s", over.message);
+        cr_assert(strstr(over.message, "quota of 3") && strstr(over.message, "0 of them stopping"), "%s",
+                  over.message);
+        cr_assert_lt(took, 1.0, "a refusal with nothing stopping waited %.2f s", took);
+
+        delete_nowait(e.sb->id);
+        Outcome f = create_timed("ord", &took);
+        cr_assert_eq(f.r, 0, "create after a kill, quota: %s", f.message);
+        cr_log_info("create behind a stopping sandbox (quota): %.2f s", took);
+        cr_assert_geq(took, 0.5, "placed in %.2f s, before the stopping sandbox was stopped", took);
+        cr_assert(wait_usage("acme", 3, 5 * USEC_PER_SEC), "the usage key does not read the quota");
+
+        Outcome *all[] = { &a, &b, &full, &d, &e, &over, &f };
+        for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                outcome_done(all[i]);
+}
+
 typedef struct RaceCall {
         bool done;
         SbxStatus code;

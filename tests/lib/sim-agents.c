@@ -103,6 +103,13 @@ static void on_boot(uv_timer_t *t)
         write_status(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING, NULL);
 }
 
+static void on_stopped(uv_timer_t *t)
+{
+        SimSandbox *sb = t->data;
+        if (!sb->node->crashed)
+                write_status(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED, "stopped");
+}
+
 static void on_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
 {
         SbxSimCluster *c = userdata;
@@ -160,7 +167,13 @@ static void on_record(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, voi
                         sb->stopped = true;
                         uv_timer_stop(&sb->boot);
                         c->stats.stopped++;
-                        write_status(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED, rec->stop_reason);
+                        /* The boot timer is done with: it times the stop now. */
+                        if (c->o.stop_delay > 0)
+                                uv_timer_start(&sb->boot, on_stopped, sbx_usec_to_msec_ceil(c->o.stop_delay),
+                                               0);
+                        else
+                                write_status(sb, SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+                                             rec->stop_reason);
                 }
                 protobuf_c_message_free_unpacked(&rec->base, NULL);
         }

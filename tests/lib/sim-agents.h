@@ -31,6 +31,8 @@ typedef struct SbxSimOptions {
         uint32_t slots;
         /* Time from assignment to RUNNING; 0 answers at once. */
         usec_t boot_delay;
+        /* Time from a stop being asked for to STOPPED; 0 answers at once. */
+        usec_t stop_delay;
         /* Fraction of boots that end FAILED (0..1). */
         double failure_rate;
         /* Lease TTL in seconds (>= 2). */

@@ -55,7 +55,8 @@ static void put_node(const char *name, const char *region)
         put(key, &n.base);
 }
 
-static void put_record(const char *id, const char *node, Sbx__V1__SandboxState final)
+static void put_record_desired(const char *id, const char *node, Sbx__V1__SandboxState final,
+                               Sbx__V1__DesiredState desired)
 {
         Sbx__V1__SandboxRecord r = SBX__V1__SANDBOX_RECORD__INIT;
         char key[128];
@@ -63,8 +64,14 @@ static void put_record(const char *id, const char *node, Sbx__V1__SandboxState f
         r.org = (char *)"acme";
         r.node = (char *)node;
         r.final_state = final;
+        r.desired = desired;
         snprintf(key, sizeof(key), SBX_KEY_SANDBOXES "%s", id);
         put(key, &r.base);
+}
+
+static void put_record(const char *id, const char *node, Sbx__V1__SandboxState final)
+{
+        put_record_desired(id, node, final, SBX__V1__DESIRED_STATE__DESIRED_STATE_RUNNING);
 }
 
 static size_t region_size(const char *region)
@@ -133,6 +140,32 @@ Test(state, sandboxes_are_listed_on_their_node_until_they_end)
         del(SBX_KEY_SANDBOXES "sb-2");
         cr_assert_null(sched_state_sandbox(st, "sb-2"));
         cr_assert_null(sched_state_node(st, "a1"), "an empty, dead node entry is dropped");
+}
+
+Test(state, sandboxes_asked_to_stop_are_counted_on_their_node_and_org_until_they_end)
+{
+        const Sbx__V1__SandboxState live = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED;
+        const Sbx__V1__DesiredState run = SBX__V1__DESIRED_STATE__DESIRED_STATE_RUNNING,
+                                    stop = SBX__V1__DESIRED_STATE__DESIRED_STATE_STOPPED;
+        put_node("a1", "ams");
+        put_record("sb-1", "a1", live);
+        put_record("sb-2", "a1", live);
+        cr_assert_eq(sched_state_node(st, "a1")->stopping, 0);
+
+        put_record_desired("sb-1", "a1", live, stop);
+        put_record_desired("sb-2", "a1", live, stop);
+        put_record_desired("sb-2", "a1", live, stop); /* the same news twice counts once */
+        cr_assert_eq(sched_state_node(st, "a1")->stopping, 2);
+        SchedOrg *o = sched_state_org(st, "acme");
+        cr_assert_not_null(o, "an org with sandboxes stopping is kept, even before its record is read");
+        cr_assert_eq(o->stopping, 2);
+
+        put_record_desired("sb-1", "a1", SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED, stop);
+        cr_assert_eq(sched_state_node(st, "a1")->stopping, 1, "an ended sandbox no longer counts");
+        cr_assert_eq(sched_state_org(st, "acme")->stopping, 1);
+        put_record_desired("sb-2", "a1", live, run);
+        cr_assert_eq(sched_state_node(st, "a1")->stopping, 0);
+        cr_assert_null(sched_state_org(st, "acme"), "nothing holds the org entry any more");
 }
 
 Test(state, usage_known_ahead_of_the_mirror_until_the_watch_catches_up)
