@@ -63,6 +63,14 @@ typedef enum Mode {
         MODE_CLOSED,
 } Mode;
 
+/* The connection to the original destination opened at accept (see preconnect()). */
+typedef enum PreConnect {
+        PRE_NONE,
+        PRE_PENDING,
+        PRE_DONE,
+        PRE_FAILED,
+} PreConnect;
+
 typedef struct Tls {
         SSL *ssl;
         BIO *rbio; /* network bytes in */
@@ -97,6 +105,10 @@ typedef struct Conn {
         uv_timer_t timer;
         unsigned open_handles;
         bool upstream_open;
+        PreConnect pre;
+        int pre_error;
+        /* Where to connect once a pre-connection that went elsewhere is closed. */
+        struct in_addr reconnect_to;
         struct sockaddr_in orig_dst;
         char host[256]; /* the name the guest asked for; empty without one */
         uint16_t port;
@@ -124,6 +136,7 @@ typedef struct Conn {
 } Conn;
 
 static void conn_close(Conn *c, const char *why);
+static void conn_free(Conn *c);
 static void update_polls(Conn *c);
 
 /* ---- writing ---- */
@@ -321,11 +334,13 @@ static void update_polls(Conn *c)
                            !c->client.pipe_full;
         side_watch(&c->client,
                    (client_ok ? UV_READABLE : 0) | (side_pending(&c->client) > 0 ? UV_WRITABLE : 0));
-        if (c->mode == MODE_CONNECTING)
+        if (c->mode == MODE_CONNECTING || c->pre == PRE_PENDING)
                 side_watch(&c->upstream, UV_WRITABLE);
         else if (c->upstream_open)
                 side_watch(&c->upstream, (upstream_ok ? UV_READABLE : 0) |
                                                  (side_pending(&c->upstream) > 0 ? UV_WRITABLE : 0));
+        else
+                side_watch(&c->upstream, 0); /* a pre-connection waiting to be taken */
 }
 
 /* ---- HTTP request stream (toward upstream) ---- */
@@ -663,30 +678,95 @@ static void on_timeout(uv_timer_t *t)
                                            : "upstream connect timed out");
 }
 
-static void connect_to(Conn *c, const struct in_addr *addr)
+/* Opens the upstream socket and starts connecting it. Returns 0 (connecting, or connected), or a
+ * negative errno: -ECONNREFUSED is the host's answer, anything else ours. */
+static int open_upstream(Conn *c, const struct in_addr *addr)
 {
         struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(c->port), .sin_addr = *addr };
-        c->mode = MODE_CONNECTING;
-        uv_timer_start(&c->timer, on_timeout, CONNECT_TIMEOUT_MS, 0);
         c->upstream.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (c->upstream.fd < 0 ||
-            uv_poll_init_socket(c->e->a->loop, &c->upstream.poll, c->upstream.fd) < 0) {
-                conn_close(c, "upstream connect failed");
-                return;
-        }
+        if (c->upstream.fd < 0)
+                return -errno;
+        if (uv_poll_init_socket(c->e->a->loop, &c->upstream.poll, c->upstream.fd) < 0)
+                return -EIO;
         c->upstream.poll.data = c;
         c->upstream.polled = true;
+        c->upstream.events = 0;
         c->open_handles++;
-        if (connect(c->upstream.fd, (const struct sockaddr *)&to, sizeof(to)) < 0 && errno != EINPROGRESS) {
-                /* As with libuv's connect: a refusal is the host's answer, anything else ours. */
-                if (errno == ECONNREFUSED)
-                        on_connected(c, -ECONNREFUSED);
-                else
-                        conn_close(c, "upstream connect failed");
+        if (connect(c->upstream.fd, (const struct sockaddr *)&to, sizeof(to)) < 0 && errno != EINPROGRESS)
+                return -errno;
+        return 0;
+}
+
+static void connect_to(Conn *c, const struct in_addr *addr);
+
+static void pre_closed(uv_handle_t *h)
+{
+        Conn *c = h->data;
+        close(c->upstream.fd);
+        c->upstream.fd = -1;
+        if (--c->open_handles == 0) {
+                conn_free(c);
                 return;
         }
-        /* Writable once connected (or failed). */
-        update_polls(c);
+        if (c->mode != MODE_CLOSED)
+                connect_to(c, &c->reconnect_to);
+}
+
+/* Connects upstream: takes the pre-connection when it went to the same address, else (after
+ * closing it) a new one. */
+static void connect_to(Conn *c, const struct in_addr *addr)
+{
+        c->mode = MODE_CONNECTING;
+        uv_timer_start(&c->timer, on_timeout, CONNECT_TIMEOUT_MS, 0);
+        if (c->pre != PRE_NONE) {
+                PreConnect pre = c->pre;
+                c->pre = PRE_NONE;
+                if (addr->s_addr == c->orig_dst.sin_addr.s_addr) {
+                        sbx_counter_inc(c->e->m.preconnects, SBX_LABELS("used"));
+                        if (pre == PRE_DONE)
+                                on_connected(c, 0);
+                        else if (pre == PRE_FAILED)
+                                on_connected(c, -c->pre_error);
+                        else
+                                update_polls(c); /* still connecting: on_poll takes it from here */
+                        return;
+                }
+                /* The name leads elsewhere: this one goes, the right one follows once it is closed. */
+                sbx_counter_inc(c->e->m.preconnects, SBX_LABELS("unused"));
+                c->reconnect_to = *addr;
+                c->upstream.polled = false;
+                uv_close((uv_handle_t *)&c->upstream.poll, pre_closed);
+                return;
+        }
+        int r = open_upstream(c, addr);
+        if (r == -ECONNREFUSED)
+                on_connected(c, r);
+        else if (r < 0)
+                conn_close(c, "upstream connect failed");
+        else
+                update_polls(c); /* writable once connected (or failed) */
+}
+
+/* For a guest that connects to an address it may reach anyway (the open internet, or a literal of
+ * its list), the proxy connects there at once, while the guest is still sending its request: the
+ * host's handshake then overlaps with the guest's and no longer adds to the time to first byte. The
+ * request's name still decides (decide()); a name that leads elsewhere, or a refusal, closes this
+ * connection without a byte sent. Lists of names get no such head start: a guest may point any
+ * address at port 80, and only the name says whether it may go there. */
+static void preconnect(Conn *c)
+{
+        if (!egress_policy_addr_allowed(c->s->policy, (const struct sockaddr *)&c->orig_dst, c->port))
+                return;
+        int r = open_upstream(c, &c->orig_dst.sin_addr);
+        if (r < 0 && !c->upstream.polled) {
+                /* No socket to watch: nothing was started, the request connects as usual. */
+                if (c->upstream.fd >= 0)
+                        close(c->upstream.fd);
+                c->upstream.fd = -1;
+                return;
+        }
+        c->pre = r < 0 ? PRE_FAILED : PRE_PENDING;
+        c->pre_error = -r;
 }
 
 static void on_resolved(int error, const struct in_addr *addrs, size_t n, void *userdata)
@@ -707,13 +787,20 @@ static void on_resolved(int error, const struct in_addr *addrs, size_t n, void *
                 conn_close(c, "no address");
                 return;
         }
-        /* Every address a name leads to must be fair game: no private ranges through a name. */
+        /* Every address a name leads to must be fair game: no private ranges through a name. Of
+         * those, the one the guest chose (its own lookup of the same name) is taken when it is
+         * there. */
+        const struct in_addr *chosen = NULL;
         for (size_t i = 0; i < n; i++) {
                 struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr = addrs[i] };
-                if (!egress_addr_blocked((const struct sockaddr *)&sa)) {
-                        connect_to(c, &addrs[i]);
-                        return;
-                }
+                if (egress_addr_blocked((const struct sockaddr *)&sa))
+                        continue;
+                if (!chosen || addrs[i].s_addr == c->orig_dst.sin_addr.s_addr)
+                        chosen = &addrs[i];
+        }
+        if (chosen) {
+                connect_to(c, chosen);
+                return;
         }
         sbx_counter_inc(c->e->m.denied, SBX_LABELS("blocked_address"));
         if (!c->https)
@@ -943,6 +1030,21 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
         if (c->mode == MODE_CLOSED)
                 return;
+        if (!client && c->pre == PRE_PENDING) {
+                /* The pre-connection is through (or failed): it waits to be taken. */
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                if (status < 0) {
+                        s->events = 0; /* libuv has stopped watching */
+                        err = err ?: ECONNREFUSED;
+                }
+                c->pre = err ? PRE_FAILED : PRE_DONE;
+                c->pre_error = err;
+                settle(c);
+                return;
+        }
         if (status < 0) {
                 /* A socket error (libuv has stopped watching): the connection is over. */
                 s->events = 0;
@@ -1088,6 +1190,7 @@ static void on_accept(uv_stream_t *listener, int status)
         }
         c->s->refs++;
         c->port = ntohs(c->orig_dst.sin_port);
+        preconnect(c);
         http_parser_init(&c->parser, HTTP_REQUEST);
         c->parser.data = c;
         int one = 1;

@@ -50,6 +50,10 @@ static int register_metrics(Egress *e)
                      m, "sbx_agent_egress_bytes_total",
                      "Bytes the egress proxy relayed, by direction (up: toward the internet).",
                      SBX_LABEL_NAMES("direction"), &x->bytes)) < 0 ||
+            (r = sbx_metrics_counter(m, "sbx_agent_egress_preconnects_total",
+                                     "Upstream connections the proxy opened at accept, before the request "
+                                     "named its host, by result (used, unused: the name led elsewhere).",
+                                     SBX_LABEL_NAMES("result"), &x->preconnects)) < 0 ||
             (r = sbx_metrics_counter(m, "sbx_agent_egress_interceptions_total",
                                      "HTTPS connections toward allowed hosts: substituted (intercepted, a "
                                      "secret was put in) or passed (spliced untouched).",

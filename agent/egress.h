@@ -33,6 +33,7 @@ typedef struct EgressMetrics {
         SbxCounter *denied;        /* reason: policy, blocked_address, no_server_name, malformed, upstream */
         SbxCounter *bytes;         /* direction (up, down) */
         SbxCounter *interceptions; /* result (substituted, passed) */
+        SbxCounter *preconnects;   /* result (used, unused) */
         SbxCounter *certs_minted;
         SbxCounter *dns;       /* result: answered, refused, failed, malformed */
         SbxGauge *nft_dropped; /* reason (spoofed, blocked, denied): packets dropped by running sandboxes */

@@ -1,6 +1,6 @@
 // The fake internet's web servers (deploy/dev/fake-internet): HTTP on 80, 8080 and 8081, HTTPS on
 // 443 and 8443, on every address of its namespace. Every response echoes what arrived: the address
-// the client came from, the request line, every header as sent, and the body, so that a test (or a
+// the client came from and the one it reached, the request line, every header as sent, and the body, so that a test (or a
 // person trying the dev cluster) sees exactly what the egress proxy let through.
 //
 // Requests to /quiet get only "ok" back, so that a test can send a secret without it coming back
@@ -44,7 +44,7 @@ function echo(req, res) {
     if (size <= 1 << 20) chunks.push(c);
   });
   req.on('end', () => {
-    const lines = [`from ${req.socket.remoteAddress}`, `${req.method} ${req.url} HTTP/${req.httpVersion}`];
+    const lines = [`from ${req.socket.remoteAddress} to ${req.socket.localAddress}`, `${req.method} ${req.url} HTTP/${req.httpVersion}`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     lines.push('', Buffer.concat(chunks).toString('utf8'));
     if (requestLog) fs.appendFileSync(requestLog, JSON.stringify({ lines }) + '\n');

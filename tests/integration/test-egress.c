@@ -66,7 +66,12 @@ static void setup(void)
         args[1] = ca_arg;
         args[2] = NULL;
         A.args = args;
-        cr_assert_eq(sbx_test_agent_start(&C, &A, 0, "ams"), 0, "agent did not start");
+        if (sbx_test_agent_start(&C, &A, 0, "ams") < 0) {
+                /* A failed setup gets no teardown: take the fake internet and etcd down here. */
+                run_script("%s/deploy/dev/fake-internet down %s %s", sbx_test_srcdir(), inet_name, inet_dir);
+                sbx_test_cluster_stop(&C);
+                cr_assert_fail("agent did not start");
+        }
         token = sbx_test_org(&C, "acme", 5);
         cr_assert_not_null(token);
 }
@@ -293,6 +298,45 @@ static double metric(const char *name_and_labels)
                 pclose(f);
         }
         return v;
+}
+
+/* The open internet: the proxy connects to where the guest was going while the request is still on
+ * its way, and still goes where the request's name leads when that is elsewhere. */
+Test(egress, open_internet_goes_where_the_name_leads)
+{
+        SbxTestSandbox sb;
+        char *body = NULL;
+        create(&sb, NULL, true, NULL);
+
+        double used = metric("sbx_agent_egress_preconnects_total{result=\"used\"}");
+        double unused = metric("sbx_agent_egress_preconnects_total{result=\"unused\"}");
+        cr_expect_eq(curl(&sb, &body, "http://allowed.sbx.test/"), 0);
+        cr_expect(body && strstr(body, "to 198.51.100.10\n"), "%s", body);
+        free(body);
+        cr_expect_eq(curl(&sb, &body, "https://other.sbx.test/tls"), 0, "spliced TLS");
+        cr_expect(body && strstr(body, "to 198.51.100.20\n"), "%s", body);
+        free(body);
+        cr_expect_eq(metric("sbx_agent_egress_preconnects_total{result=\"used\"}"), used + 2);
+
+        /* The guest goes to other.sbx.test's address, but its request names allowed.sbx.test: the
+         * request reaches allowed.sbx.test's address, as the proxy resolves names itself. */
+        cr_expect_eq(
+                curl(&sb, &body, "--resolve allowed.sbx.test:80:198.51.100.20 http://allowed.sbx.test/"), 0);
+        cr_expect(body && strstr(body, "to 198.51.100.10\n") && strstr(body, "Host: allowed.sbx.test"), "%s",
+                  body);
+        free(body);
+        cr_expect_eq(curl(&sb, &body,
+                          "--resolve allowed.sbx.test:443:198.51.100.20 https://allowed.sbx.test/tls"),
+                     0);
+        cr_expect(body && strstr(body, "to 198.51.100.10\n"), "%s", body);
+        free(body);
+        cr_expect_eq(metric("sbx_agent_egress_preconnects_total{result=\"unused\"}"), unused + 2);
+
+        /* A private address behind a name is refused, pre-connection or not. */
+        cr_expect_eq(curl(&sb, &body, "-o /dev/null -w '%{http_code}' http://private.sbx.test/"), 0);
+        cr_expect_str_eq(body, "403");
+        free(body);
+        sbx_test_sandbox_done(&sb);
 }
 
 Test(egress, spoofing_dropped_and_rules_removed)
