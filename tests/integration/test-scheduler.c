@@ -288,43 +288,46 @@ static Outcome create_timed(const char *region, double *ret_seconds)
         return o;
 }
 
+/* With nothing being stopped, a Create that does not fit is refused at once, saying why. */
+static Outcome create_refused_at_once(const char *region, const char *why, const char *why_too)
+{
+        double took;
+        Outcome o = create_timed(region, &took);
+        cr_assert_eq(o.code, SBX_STATUS_RESOURCE_EXHAUSTED, "%s", o.message);
+        cr_assert(strstr(o.message, why) && strstr(o.message, why_too), "%s", o.message);
+        cr_assert_lt(took, 1.0, "a refusal with nothing stopping waited %.2f s", took);
+        return o;
+}
+
+/* Kill one, create one: the Create waits out the stop (a second with these agents) and succeeds. */
+static Outcome kill_one_create_one(const char *id, const char *region, const char *what)
+{
+        double took;
+        delete_nowait(id);
+        Outcome o = create_timed(region, &took);
+        cr_assert_eq(o.r, 0, "create after a kill (%s): %s", what, o.message);
+        cr_log_info("create behind a stopping sandbox (%s): %.2f s", what, took);
+        cr_assert_geq(took, 0.5, "placed in %.2f s, before the stopping sandbox was stopped", took);
+        return o;
+}
+
 /* A Create that finds the region full, or the org at its quota, waits for what a sandbox being
  * stopped gives back, instead of failing while the stop is under way; with nothing being stopped
  * it fails at once. */
 Test(scheduler_release, create_waits_for_capacity_and_quota_that_stopping_sandboxes_give_back,
      .init = setup_slow_stops, .fini = teardown)
 {
-        double took;
         Outcome a = create(ch, "ams", 0, false), b = create(ch, "ams", 0, false);
         cr_assert(a.r == 0 && b.r == 0, "%s %s", a.message, b.message);
 
-        /* ams is full and nothing is stopping there: refused at once. */
-        Outcome full = create_timed("ams", &took);
-        cr_assert_eq(full.code, SBX_STATUS_RESOURCE_EXHAUSTED, "%s", full.message);
-        cr_assert(strstr(full.message, "No capacity in region ams"), "%s", full.message);
-        cr_assert_lt(took, 1.0, "a refusal with nothing stopping waited %.2f s", took);
-
-        /* Kill one, create one: the Create waits out the stop. */
-        delete_nowait(a.sb->id);
-        Outcome d = create_timed("ams", &took);
-        cr_assert_eq(d.r, 0, "create after a kill, capacity: %s", d.message);
-        cr_log_info("create behind a stopping sandbox (capacity): %.2f s", took);
-        cr_assert_geq(took, 0.5, "placed in %.2f s, before the stopping sandbox was stopped", took);
+        Outcome full = create_refused_at_once("ams", "No capacity in region ams", "2 full");
+        Outcome d = kill_one_create_one(a.sb->id, "ams", "capacity");
 
         /* b, d and e make the quota of 3. */
         Outcome e = create(ch, "ord", 0, false);
         cr_assert_eq(e.r, 0, "%s", e.message);
-        Outcome over = create_timed("ord", &took);
-        cr_assert_eq(over.code, SBX_STATUS_RESOURCE_EXHAUSTED, "%s", over.message);
-        cr_assert(strstr(over.message, "quota of 3") && strstr(over.message, "0 of them stopping"), "%s",
-                  over.message);
-        cr_assert_lt(took, 1.0, "a refusal with nothing stopping waited %.2f s", took);
-
-        delete_nowait(e.sb->id);
-        Outcome f = create_timed("ord", &took);
-        cr_assert_eq(f.r, 0, "create after a kill, quota: %s", f.message);
-        cr_log_info("create behind a stopping sandbox (quota): %.2f s", took);
-        cr_assert_geq(took, 0.5, "placed in %.2f s, before the stopping sandbox was stopped", took);
+        Outcome over = create_refused_at_once("ord", "quota of 3", "0 of them stopping");
+        Outcome f = kill_one_create_one(e.sb->id, "ord", "quota");
         cr_assert(wait_usage("acme", 3, 5 * USEC_PER_SEC), "the usage key does not read the quota");
 
         Outcome *all[] = { &a, &b, &full, &d, &e, &over, &f };
