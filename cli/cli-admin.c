@@ -223,7 +223,7 @@ static int org_list_run(Cli *cli, int argc, char **argv)
                 return r;
         Sbx__V1__ListOrgsResponse *l = (Sbx__V1__ListOrgsResponse *)resp;
         /* The scheduler answers in no particular order. */
-        qsort(l->orgs, l->n_orgs, sizeof(*l->orgs), org_cmp);
+        qsort_safe(l->orgs, l->n_orgs, sizeof(*l->orgs), org_cmp);
         if (cli->json)
                 return print_failure(cli_json_print_messages((ProtobufCMessage **)l->orgs, l->n_orgs));
         if (cli_table_new(&t, "NAME", "SANDBOXES", "MEMORY USED", "MAX MEMORY/SANDBOX", "MAX LIFETIME",
@@ -383,7 +383,7 @@ static int token_list_run(Cli *cli, int argc, char **argv)
         if (r != CLI_EXIT_OK)
                 return r;
         Sbx__V1__ListTokensResponse *l = (Sbx__V1__ListTokensResponse *)resp;
-        qsort(l->tokens, l->n_tokens, sizeof(*l->tokens), token_cmp);
+        qsort_safe(l->tokens, l->n_tokens, sizeof(*l->tokens), token_cmp);
         if (cli->json)
                 return print_failure(cli_json_print_messages((ProtobufCMessage **)l->tokens, l->n_tokens));
         if (cli_table_new(&t, "TOKEN ID", "ROLE", "ORG", "CREATED", "DESCRIPTION", NULL) < 0)
@@ -439,7 +439,7 @@ static int nodes_run(Cli *cli, int argc, char **argv)
         if (r != CLI_EXIT_OK)
                 return r;
         Sbx__V1__ListNodesResponse *l = (Sbx__V1__ListNodesResponse *)resp;
-        qsort(l->nodes, l->n_nodes, sizeof(*l->nodes), node_cmp);
+        qsort_safe(l->nodes, l->n_nodes, sizeof(*l->nodes), node_cmp);
         if (cli->json)
                 return print_failure(cli_json_print_messages((ProtobufCMessage **)l->nodes, l->n_nodes));
         if (cli_table_new(&t, "NAME", "REGION", "STATE", "SANDBOXES", "MEMORY", "SLOTS", "ACCEL",

@@ -904,7 +904,7 @@ static int ls_run(Cli *cli, int argc, char **argv)
                                 return cli_error("out of memory");
                         }
                 /* Before ls_fetch(), whose jobs point at the entries where they then are. */
-                qsort(ls.entries, ls.n_entries, sizeof(LsEntry), entry_compare);
+                qsort_safe(ls.entries, ls.n_entries, sizeof(LsEntry), entry_compare);
                 r = ls_fetch(&ls);
                 if (r == CLI_EXIT_INTERRUPTED) {
                         ls_done(&ls);

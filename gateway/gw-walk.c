@@ -653,7 +653,7 @@ static int compare_matches(const void *a, const void *b)
 
 int gw_globber_finish(GwGlobber *g, json_t *out)
 {
-        qsort(g->matches, g->n_matches, sizeof(Match), compare_matches);
+        qsort_safe(g->matches, g->n_matches, sizeof(Match), compare_matches);
         for (size_t i = 0; i < g->n_matches; i++) {
                 const Match *m = &g->matches[i];
                 bool dir = m->type == SBX__V1__FILE_TYPE__FILE_TYPE_DIRECTORY;

@@ -142,7 +142,7 @@ static void list_start(SbxRpcServerCall *call, const ProtobufCMessage *request, 
         while (sbx_hashmap_next(map, &state, NULL, &v))
                 if (matches(v, &c, req))
                         all[n++] = v;
-        qsort(all, n, sizeof(*all), id_cmp);
+        qsort_safe(all, n, sizeof(*all), id_cmp);
         /* The page token is the last id of the previous page: stable while sandboxes come and go. */
         if (!isempty(req->page_token))
                 while (start < n && strcmp(all[start]->id, req->page_token) <= 0)

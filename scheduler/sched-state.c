@@ -718,7 +718,7 @@ char **sched_state_regions(SchedState *s)
                         return NULL;
                 }
         }
-        qsort(l, strv_length(l), sizeof(char *), str_cmp);
+        qsort_safe(l, strv_length(l), sizeof(char *), str_cmp);
         return l;
 }
 

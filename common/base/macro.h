@@ -28,6 +28,15 @@
 #define STRINGIFY_(x)        #x
 #define STRINGIFY(x)         STRINGIFY_(x)
 
+/* qsort(3) of an array that may be empty: protobuf-c and our own builders leave an empty array's
+ * pointer NULL, and qsort's base must never be NULL, even for no elements. */
+#define qsort_safe(base, n, size, cmp)               \
+        do {                                         \
+                size_t _n_ = (n);                    \
+                if (_n_ > 1)                         \
+                        qsort(base, _n_, size, cmp); \
+        } while (0)
+
 /* Recovers the enclosing struct from a pointer to one of its members. */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 

@@ -204,3 +204,20 @@ Test(sandbox_id, new_ids_are_valid_and_use_the_whole_alphabet)
                      "a region is three lower-case letters");
         cr_expect_eq(sbx_sandbox_id_new("ams", id, 10), -EINVAL, "too small a buffer");
 }
+
+static int int_cmp(const void *a, const void *b)
+{
+        return *(const int *)a - *(const int *)b;
+}
+
+/* An empty protobuf-c array is a NULL pointer: sorting it must not hand qsort(3) a NULL base (UBSan
+ * reports that, and `sbx nodes` on a cluster without nodes did it). */
+Test(macro, qsort_safe_sorts_and_takes_an_empty_null_array)
+{
+        int v[] = { 3, 1, 2 };
+        int *none = NULL;
+        qsort_safe(v, ELEMENTSOF(v), sizeof(int), int_cmp);
+        cr_assert(v[0] == 1 && v[1] == 2 && v[2] == 3);
+        qsort_safe(none, 0, sizeof(int), int_cmp);
+        cr_assert_null(none);
+}
