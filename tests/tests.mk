@@ -75,6 +75,15 @@ check-integration: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS) image
 	$(Q)SBX_BIN_DIR=$(BIN) tests/integration/dev-cluster-test
 .PHONY: check-integration
 
+# The same end-to-end tests with every daemon and the CLI built with ASan + UBSan:
+# `make SAN=1 check-sanitized` (the guest image stays the usual one, from `make image`). A memory
+# error in a daemon fails its test; so does a leak, through the daemon's exit status where a test
+# checks it (the integration tests do).
+check-sanitized: all $(INTEGRATION_TESTS) $(TEST_PROGRAMS)
+	$(Q)SBX_BUILD_DIR=$(O) tests/lib/run-unit $(INTEGRATION_TESTS)
+	$(Q)tests/sdk/run $(O)
+.PHONY: check-sanitized
+
 # The @deno/sandbox SDK from npm against sbx-gateway, on a dev cluster of its own (root, the image).
 check-sdk: all image
 	$(Q)tests/sdk/run $(O)
