@@ -140,8 +140,7 @@ void sched_writes_pending(Scheduler *s, unsigned *ret_writes, size_t *ret_reques
         size_t dropped = 0, pending = sbx_etcd_pending(s->etcd);
         SchedWrite *w;
 
-        LIST_FOREACH(w, &s->writes, link)
-        {
+        LIST_FOREACH (w, &s->writes, link) {
                 if (!(w->flags & SCHED_WRITE_DROPPABLE))
                         writes++;
                 else if (w->txn_in_flight)

@@ -440,9 +440,9 @@ void sched_create_on_release(Scheduler *s, SchedChange what, const char *name)
 
         /* Try again on the next turn of the loop, not now: one watch message carries the whole
          * finalization (record, org usage, node usage), and this runs before all of it is applied. */
-        TAILQ_FOREACH(op, &s->releases, release_link)
-        if (release_concerns(s, op, what, name))
-                uv_timer_start(&op->timer, on_release_timeout, 0, 0);
+        TAILQ_FOREACH (op, &s->releases, release_link)
+                if (release_concerns(s, op, what, name))
+                        uv_timer_start(&op->timer, on_release_timeout, 0, 0);
 }
 
 /* Placements in flight, per org and node, steer concurrent Creates of this replica apart. */

@@ -670,9 +670,9 @@ int sbx_rpc_channel_new(SbxRpc *rpc, const char *target, const SbxRpcChannelOpti
 static void channel_cancel_all(SbxRpcChannel *ch)
 {
         SbxRpcClientCall *c;
-        LIST_FOREACH(c, &ch->calls, link)
-        if (!c->status_delivered)
-                grpc_call_cancel(c->call, NULL);
+        LIST_FOREACH (c, &ch->calls, link)
+                if (!c->status_delivered)
+                        grpc_call_cancel(c->call, NULL);
 }
 
 SbxRpcChannel *sbx_rpc_channel_free(SbxRpcChannel *ch)
