@@ -119,7 +119,7 @@ describe("control plane", () => {
 describe("quota", () => {
   after(cleanup);
 
-  test("the 6th concurrent sandbox surfaces the quota message through the SDK's error", { skip: !process.env.SBX_SDK_QUOTA_TOKEN && "SBX_SDK_QUOTA_TOKEN (an org with quota 5) is not set" }, async () => {
+  test("the 6th concurrent sandbox surfaces the quota message through the SDK's error; kill one, create one works", { skip: !process.env.SBX_SDK_QUOTA_TOKEN && "SBX_SDK_QUOTA_TOKEN (an org with quota 5) is not set" }, async () => {
     const token = process.env.SBX_SDK_QUOTA_TOKEN;
     // Spread over both regions: one node alone has fewer than five slots.
     const regions = ["ams", "ams", "ord", "ord", "ord"];
@@ -135,5 +135,11 @@ describe("quota", () => {
       assert.match(e.message, /quota of 5 concurrent sandboxes/);
       return true;
     });
+
+    // Kill one, create one: the Create waits for the quota (and the slot) the killed sandbox gives
+    // back once its node has stopped it, instead of failing in the meantime.
+    await made[0].value.kill();
+    const again = await create({ token, timeout: "3m", memory: "768MiB" });
+    assert.equal(await again.sh`echo again`.text(), "again\n");
   });
 });
