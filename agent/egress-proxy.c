@@ -712,8 +712,17 @@ static void pre_closed(uv_handle_t *h)
                 connect_to(c, &c->reconnect_to);
 }
 
-/* Connects upstream: takes the pre-connection when it went to the same address, else (after
- * closing it) a new one. */
+/* Whether the host has closed (or reset) a pre-connection that waited for the guest's request: a
+ * guest slow to send it can outlast a host's patience for idle connections. */
+static bool pre_closed_by_host(Conn *c)
+{
+        char b;
+        ssize_t k = recv(c->upstream.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Connects upstream: takes the pre-connection when it went to the same address (and is still
+ * open), else (after closing it) a new one. */
 static void connect_to(Conn *c, const struct in_addr *addr)
 {
         c->mode = MODE_CONNECTING;
@@ -721,7 +730,8 @@ static void connect_to(Conn *c, const struct in_addr *addr)
         if (c->pre != PRE_NONE) {
                 PreConnect pre = c->pre;
                 c->pre = PRE_NONE;
-                if (addr->s_addr == c->orig_dst.sin_addr.s_addr) {
+                if (addr->s_addr == c->orig_dst.sin_addr.s_addr &&
+                    !(pre == PRE_DONE && pre_closed_by_host(c))) {
                         sbx_counter_inc(c->e->m.preconnects, SBX_LABELS("used"));
                         if (pre == PRE_DONE)
                                 on_connected(c, 0);
@@ -731,7 +741,8 @@ static void connect_to(Conn *c, const struct in_addr *addr)
                                 update_polls(c); /* still connecting: on_poll takes it from here */
                         return;
                 }
-                /* The name leads elsewhere: this one goes, the right one follows once it is closed. */
+                /* The name leads elsewhere (or the host gave up on it): this one goes, the right one
+                 * follows once it is closed. */
                 sbx_counter_inc(c->e->m.preconnects, SBX_LABELS("unused"));
                 c->reconnect_to = *addr;
                 c->upstream.polled = false;

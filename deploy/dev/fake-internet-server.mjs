@@ -6,6 +6,10 @@
 // Requests to /quiet get only "ok" back, so that a test can send a secret without it coming back
 // into the sandbox; every request is also appended to REQUEST_LOG (one JSON object per line).
 //
+// An impatient host: on 198.51.100.30 (the literal address), a connection that sends nothing for a
+// second is closed, as hosts close idle connections (the egress proxy must not hand the guest one
+// that a host has given up on).
+//
 // Upgrade requests to /upgrade are switched (101) and then echo every byte back; other upgrade
 // requests are answered 200 without switching, and whatever the client sends after them on that
 // connection is logged as {"afterRefusedUpgrade": ...}: the egress proxy must not let it through
@@ -76,5 +80,10 @@ const servers = [
   ...[80, 8080, 8081].map((port) => http.createServer(echo).listen(port, '0.0.0.0')),
   ...[443, 8443].map((port) => https.createServer(tls, echo).listen(port, '0.0.0.0')),
 ];
-for (const s of servers) s.on('upgrade', upgrade);
+for (const s of servers) {
+  s.on('upgrade', upgrade);
+  s.on('connection', (socket) => {
+    if (socket.localAddress === '198.51.100.30') socket.setTimeout(1000, () => socket.destroy());
+  });
+}
 process.on('SIGTERM', () => process.exit(0));

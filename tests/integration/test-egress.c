@@ -332,6 +332,18 @@ Test(egress, open_internet_goes_where_the_name_leads)
         free(body);
         cr_expect_eq(metric("sbx_agent_egress_preconnects_total{result=\"unused\"}"), unused + 2);
 
+        /* A guest slow to send its request: the host (the impatient one at .30) closes the idle
+         * pre-connection meanwhile, and the request goes out on a new one. */
+        cr_expect_eq(
+                sh(&sb, &body,
+                   "bash -c \"exec 3<>/dev/tcp/198.51.100.30/80 && sleep 2 && printf 'GET /slow "
+                   "HTTP/1.1\\r\\n"
+                   "Host: 198.51.100.30\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 5 cat <&3\""),
+                0);
+        cr_expect(body && strstr(body, "HTTP/1.1 200") && strstr(body, "GET /slow"), "%s", body);
+        free(body);
+        cr_expect_eq(metric("sbx_agent_egress_preconnects_total{result=\"unused\"}"), unused + 3);
+
         /* A private address behind a name is refused, pre-connection or not. */
         cr_expect_eq(curl(&sb, &body, "-o /dev/null -w '%{http_code}' http://private.sbx.test/"), 0);
         cr_expect_str_eq(body, "403");
