@@ -50,7 +50,7 @@ struct DnsConn {
         unsigned pending;
         unsigned refs;
         bool eof, finishing, closing;
-        DnsConn *prev, *next; /* e->dns_conns */
+        LIST_ENTRY(DnsConn) link; /* e->dns_conns */
 };
 
 /* Where an answer goes: a UDP peer, or a TCP connection. */
@@ -365,12 +365,7 @@ static void tcp_close(DnsConn *c)
         if (c->closing)
                 return;
         c->closing = true;
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                e->dns_conns = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(c, link);
         e->n_dns_conns--;
         /* Queued answers are dropped with the connection: it is closed when idle, broken, or the
          * agent stops. */
@@ -532,10 +527,7 @@ static void tcp_on_connection(uv_stream_t *listener, int status)
         uv_tcp_init(e->a->loop, &c->tcp);
         uv_timer_init(e->a->loop, &c->idle);
         c->tcp.data = c->idle.data = c;
-        c->next = e->dns_conns;
-        if (c->next)
-                c->next->prev = c;
-        e->dns_conns = c;
+        LIST_INSERT_HEAD(&e->dns_conns, c, link);
         e->n_dns_conns++;
         if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0 ||
             uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) < 0 || peer.ss_family != AF_INET ||
@@ -721,6 +713,6 @@ void egress_dns_stop(Egress *e)
                 e->closing++;
                 uv_close((uv_handle_t *)&e->dns_tcp, egress_handle_closed);
         }
-        while (e->dns_conns)
-                tcp_close(e->dns_conns);
+        while (!LIST_EMPTY(&e->dns_conns))
+                tcp_close(LIST_FIRST(&e->dns_conns));
 }

@@ -1033,6 +1033,15 @@ static void settle(Conn *c)
         update_polls(c);
 }
 
+/* The outcome of a non-blocking connect, once its socket polled writable (or failed): 0 or a
+ * positive errno. */
+static int socket_error(int fd)
+{
+        int err = 0;
+        socklen_t len = sizeof(err);
+        return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 ? errno : err;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
         Conn *c = h->data;
@@ -1043,10 +1052,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
                 return;
         if (!client && c->pre == PRE_PENDING) {
                 /* The pre-connection is through (or failed): it waits to be taken. */
-                int err = 0;
-                socklen_t len = sizeof(err);
-                if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-                        err = errno;
+                int err = socket_error(s->fd);
                 if (status < 0) {
                         s->events = 0; /* libuv has stopped watching */
                         err = err ?: ECONNREFUSED;
@@ -1059,21 +1065,14 @@ static void on_poll(uv_poll_t *h, int status, int events)
         if (status < 0) {
                 /* A socket error (libuv has stopped watching): the connection is over. */
                 s->events = 0;
-                int err = 0;
-                socklen_t len = sizeof(err);
-                (void)getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
                 if (!client && c->mode == MODE_CONNECTING)
-                        on_connected(c, -(err ?: ECONNREFUSED));
+                        on_connected(c, -(socket_error(s->fd) ?: ECONNREFUSED));
                 else
                         conn_close(c, client ? NULL : "upstream read failed");
                 return;
         }
         if (!client && c->mode == MODE_CONNECTING) {
-                int err = 0;
-                socklen_t len = sizeof(err);
-                if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-                        err = errno;
-                on_connected(c, -err);
+                on_connected(c, -socket_error(s->fd));
                 settle(c);
                 return;
         }

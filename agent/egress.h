@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "agent/agent.h"
 #include "agent/egress-policy.h"
@@ -76,7 +77,7 @@ struct Egress {
         SbxHashmap *dns_cache;  /* name → answer, for the proxy */
         uv_udp_t dns_udp;
         uv_tcp_t dns_tcp;
-        DnsConn *dns_conns; /* guests' DNS-over-TCP connections */
+        LIST_HEAD(, DnsConn) dns_conns; /* guests' DNS-over-TCP connections */
         unsigned n_dns_conns;
         /* The proxy */
         uv_tcp_t http_listener;
