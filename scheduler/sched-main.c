@@ -188,7 +188,7 @@ static int setup(Scheduler *s)
         if ((r = sbx_metrics_new(&s->metrics)) < 0 || (r = sched_metrics_register(s)) < 0)
                 return log_error_errno(r, "Failed to set up metrics: %m");
         so.metrics = s->metrics;
-        if ((r = sbx_rpc_new(s->loop, &s->rpc)) < 0)
+        if ((r = sbx_rpc_new_polling_loop(s->loop, &s->rpc)) < 0)
                 return log_error_errno(r, "Failed to start gRPC: %m");
 
         SbxEtcdOptions eo = { .endpoints = s->cfg.etcd_endpoints, .tls = s->cfg.etcd_ca ? &etcd_tls : NULL };
@@ -263,7 +263,7 @@ int main(int argc, char **argv)
         r = setup(s);
         if (r >= 0) {
                 while (!done)
-                        uv_run(&loop, UV_RUN_ONCE);
+                        sbx_rpc_run_once(&loop);
         } else if (s->rpc) {
                 /* Tear down what was built, in order. */
                 s->reconciler = sched_reconciler_free(s->reconciler);
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
                         metrics_down = true;
                 sbx_rpc_shutdown(s->rpc, 0, on_rpc_down, s);
                 while (!done)
-                        uv_run(&loop, UV_RUN_ONCE);
+                        sbx_rpc_run_once(&loop);
         }
         sbx_signals_close(signals);
         sbx_loop_close_all(&loop);

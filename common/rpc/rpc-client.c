@@ -727,7 +727,7 @@ int sbx_rpc_unary_sync(SbxRpcChannel *ch, const SbxRpcMethod *m, const ProtobufC
         if (r < 0)
                 return r;
         while (!s.done)
-                uv_run(ch->rpc->loop, UV_RUN_ONCE);
+                sbx_rpc_run_once(ch->rpc->loop);
 
         r = sbx_error_from_status(s.status.code);
         if (ret_status)

@@ -28,11 +28,34 @@ struct SbxRpcTag {
         bool ok;
 };
 
+/* The loop-polling mode's helper (rpc-runtime.c): wakes the loop thread out of
+ * grpc_completion_queue_next() when libuv has work. */
+typedef struct SbxRpcWaker {
+        pthread_t thread;
+        bool running;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        /* Guarded by lock: watch libuv's backend fd (set by the loop thread before it sleeps);
+         * a wake-up call is in flight; the thread is to exit. */
+        bool armed, in_flight, stop;
+        int stop_fd; /* eventfd that interrupts the thread's poll() */
+        grpc_channel *lame;
+        grpc_call *call;
+        grpc_metadata_array trailing;
+        grpc_status_code status;
+        grpc_slice details;
+        SbxRpcTag tag;
+} SbxRpcWaker;
+
 struct SbxRpc {
         uv_loop_t *loop;
         grpc_completion_queue *cq;
         pthread_t poller;
         bool poller_running;
+        /* sbx_rpc_new_polling_loop(): the loop thread polls the queue; no poller thread. */
+        bool poll_on_loop;
+        SbxRpcWaker waker;
+        LIST_ENTRY(SbxRpc) polling_link;
         SbxQueue *queue;
         /* Tags handed to gRPC and not yet returned. Shutdown waits for zero. */
         size_t outstanding;

@@ -5,7 +5,8 @@
  * gRPC servers and clients on gRPC core 1.51 and protobuf-c, driven from a libuv loop.
  *
  * Threading: one SbxRpc per process owns a gRPC completion queue and a poller thread that only
- * moves completed tags onto the loop (SbxQueue). Every handler, every callback and every
+ * moves completed tags onto the loop (SbxQueue), or, made by sbx_rpc_new_polling_loop(), lets the
+ * loop thread poll the queue itself. Either way every handler, every callback and every
  * grpc_call_start_batch runs on the loop thread, so daemon state needs no locks. None of the
  * functions below may be called from another thread.
  *
@@ -87,6 +88,21 @@ typedef struct SbxRpcTls {
 
 /* Initializes gRPC and starts the poller thread; handlers run on `loop`. */
 int sbx_rpc_new(uv_loop_t *loop, SbxRpc **ret);
+
+/*
+ * The same, except that no poller thread moves completions onto the loop: the loop thread sleeps in
+ * gRPC's completion queue itself and runs each completion where it wakes, sparing the two thread
+ * switches of every hand-off. libuv's own events (timers aside, which bound the sleep) reach it
+ * through a helper thread that watches libuv's backend fd and wakes the queue, so they pay a
+ * hand-off instead. For processes whose work is gRPC (the scheduler); those with busy libuv I/O keep
+ * the poller thread. The loop must then be run with sbx_rpc_run_once(), never uv_run() directly.
+ */
+int sbx_rpc_new_polling_loop(uv_loop_t *loop, SbxRpc **ret);
+
+/* One turn of `loop`, as uv_run(loop, UV_RUN_ONCE): in gRPC's queue while a runtime made by
+ * sbx_rpc_new_polling_loop() for this loop exists, with uv_run() otherwise (also once that runtime
+ * has shut down). Loop thread only. */
+void sbx_rpc_run_once(uv_loop_t *loop);
 
 /* Orderly shutdown of everything created from this runtime (see the top of this file). Servers
  * get `grace` to finish their calls before those are cancelled. `done` runs on the loop when all is

@@ -41,6 +41,9 @@ typedef struct SbxTestCluster {
         unsigned n_schedulers;
         /* Extra scheduler flags ("--retention=1s", ...), NULL-terminated; set before start. */
         const char *const *scheduler_args;
+        /* This process's loop thread polls gRPC itself (sbx_rpc_new_polling_loop), as sbx-scheduler
+         * does; set before start. Run the loop with sbx_rpc_run_once() or the helpers here. */
+        bool poll_on_loop;
 } SbxTestCluster;
 
 /* Starts etcd and `n` schedulers (named sched-0, sched-1, ...); waits until each answers. */

@@ -17,6 +17,7 @@
 
 #include "common/base/macro.h"
 #include "common/base/string-util.h"
+#include "common/rpc/rpc.h"
 
 extern char **environ;
 
@@ -143,7 +144,7 @@ int sbx_test_run_until(uv_loop_t *loop, const bool *flag, usec_t timeout)
         uv_timer_init(loop, &tick);
         uv_timer_start(&tick, run_until_tick, 10, 10);
         while (!*flag && sbx_now_monotonic() < deadline)
-                uv_run(loop, UV_RUN_ONCE);
+                sbx_rpc_run_once(loop);
         uv_close((uv_handle_t *)&tick, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
         return *flag ? 0 : -ETIMEDOUT;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* common/rpc against itself on loopback: every call kind, deadlines, cancellation, metadata, TLS,
- * limits, concurrency and shutdown. */
+ * limits, concurrency and shutdown. test-rpc-polling.c runs the same tests on a runtime whose loop
+ * thread polls gRPC itself (SBX_TEST_RPC_POLLING_LOOP). */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,7 +41,11 @@ static void setup(void)
 {
         memset(&env, 0, sizeof(env));
         cr_assert_eq(uv_loop_init(&env.loop), 0);
+#ifdef SBX_TEST_RPC_POLLING_LOOP
+        cr_assert_eq(sbx_rpc_new_polling_loop(&env.loop, &env.rpc), 0);
+#else
         cr_assert_eq(sbx_rpc_new(&env.loop, &env.rpc), 0);
+#endif
 }
 
 static void setup_plain(void)
@@ -236,7 +241,7 @@ Test(rpc, bidi)
                 /* Interleave: wait for each echo before sending the next. */
                 usec_t deadline = sbx_now_monotonic() + 5 * USEC_PER_SEC;
                 while (r.messages < (unsigned)i + 1 && sbx_now_monotonic() < deadline)
-                        uv_run(&env.loop, UV_RUN_ONCE);
+                        sbx_rpc_run_once(&env.loop);
                 cr_assert_eq(r.messages, (unsigned)i + 1);
         }
         cr_assert_eq(sbx_rpc_client_call_close_send(c), 0);
@@ -340,7 +345,7 @@ Test(rpc, connection_loss_mid_stream_is_unavailable)
         cr_assert_eq(sbx_rpc_client_call_send(c, &req.base), 0);
         usec_t deadline = sbx_now_monotonic() + 5 * USEC_PER_SEC;
         while (r.messages < 1 && sbx_now_monotonic() < deadline)
-                uv_run(&env.loop, UV_RUN_ONCE);
+                sbx_rpc_run_once(&env.loop);
         cr_assert_eq(r.messages, 1);
 
         sbx_test_stop(pid, SIGKILL, USEC_PER_SEC);
@@ -385,7 +390,7 @@ Test(rpc, concurrent_1000_calls)
                         done += results[i].done;
                 if (done == N)
                         break;
-                uv_run(&env.loop, UV_RUN_ONCE);
+                sbx_rpc_run_once(&env.loop);
         }
         cr_assert_eq(done, N);
         for (int i = 0; i < N; i++) {

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The rpc tests of test-rpc.c once more, on a runtime made by sbx_rpc_new_polling_loop(), and what
+ * is particular to that mode: libuv's timers and fds still run while the loop thread sleeps in
+ * gRPC's queue, an idle loop does not spin, and a turn of the loop after shutdown is libuv's.
+ */
+#define SBX_TEST_RPC_POLLING_LOOP 1
+#include "tests/unit/common/test-rpc.c"
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static void flag_done(void *userdata)
+{
+        *(bool *)userdata = true;
+}
+
+static void flag_timer(uv_timer_t *t)
+{
+        *(bool *)t->data = true;
+}
+
+Test(rpc_polling_loop, timer_fires_while_sleeping_in_grpc, .init = setup_plain, .fini = teardown)
+{
+        uv_timer_t t;
+        bool fired = false;
+
+        uv_timer_init(&env.loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, flag_timer, 50, 0);
+        usec_t start = sbx_now_monotonic();
+        while (!fired && sbx_now_monotonic() - start < 5 * USEC_PER_SEC)
+                sbx_rpc_run_once(&env.loop);
+        usec_t took = sbx_now_monotonic() - start;
+        cr_assert(fired);
+        cr_assert_geq(took, 45 * USEC_PER_MSEC, "the timer fired early: %llu us", (unsigned long long)took);
+        cr_assert_lt(took, 500 * USEC_PER_MSEC, "the timer fired late: %llu us", (unsigned long long)took);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT);
+}
+
+typedef struct Pushed {
+        SbxQueueItem item;
+        bool seen;
+} Pushed;
+
+static void on_pushed(SbxQueue *q, SbxQueueItem *item, void *userdata)
+{
+        container_of(item, Pushed, item)->seen = true;
+}
+
+static void *push_later(void *arg)
+{
+        SbxQueue *q = arg;
+        static Pushed p;
+        usleep(50 * 1000);
+        sbx_queue_push(q, &p.item);
+        return &p;
+}
+
+/* Another thread's push reaches the loop through libuv's fd, hence through the waker. */
+Test(rpc_polling_loop, libuv_fd_wakes_the_loop, .init = setup_plain, .fini = teardown)
+{
+        SbxQueue *q = NULL;
+        pthread_t th;
+        void *ret;
+        bool closed = false;
+
+        cr_assert_eq(sbx_queue_new(&env.loop, on_pushed, NULL, &q), 0);
+        /* Sleep in gRPC first, with nothing due: only the push can end the wait early. */
+        sbx_rpc_run_once(&env.loop);
+        cr_assert_eq(pthread_create(&th, NULL, push_later, q), 0);
+        pthread_join(th, &ret);
+        Pushed *p = ret;
+        usec_t start = sbx_now_monotonic();
+        while (!p->seen && sbx_now_monotonic() - start < 5 * USEC_PER_SEC)
+                sbx_rpc_run_once(&env.loop);
+        cr_assert(p->seen, "the pushed item never reached the loop");
+        cr_assert_lt(sbx_now_monotonic() - start, 500 * USEC_PER_MSEC);
+        sbx_queue_close(q, flag_done, &closed);
+        cr_assert_eq(sbx_test_run_until(&env.loop, &closed, USEC_PER_SEC), 0);
+}
+
+/* A loop with only a slow timer sleeps: it does not turn gRPC's queue into a busy wait. */
+Test(rpc_polling_loop, idle_loop_does_not_spin, .init = setup_plain, .fini = teardown)
+{
+        struct rusage r0, r1;
+        bool done = false;
+        uv_timer_t t;
+
+        uv_timer_init(&env.loop, &t);
+        t.data = &done;
+        uv_timer_start(&t, flag_timer, 300, 0);
+        getrusage(RUSAGE_THREAD, &r0);
+        unsigned turns = 0;
+        while (!done) {
+                sbx_rpc_run_once(&env.loop);
+                turns++;
+        }
+        getrusage(RUSAGE_THREAD, &r1);
+        long us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000000L + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+                  (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000000L + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+        cr_assert_lt(turns, 50, "%u turns in 300 ms", turns);
+        cr_assert_lt(us, 50000, "%ld us of CPU in 300 ms of idling", us);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT);
+}
+
+/* After shutdown the runtime is gone and a turn of the loop is plain libuv. */
+Test(rpc_polling_loop, turns_after_shutdown_are_libuv_turns, .init = setup_plain)
+{
+        uv_timer_t t;
+        bool fired = false;
+
+        sbx_rpc_channel_free(env.ch);
+        env.ch = NULL;
+        shutdown_done = false;
+        sbx_rpc_shutdown(env.rpc, 0, on_shutdown, NULL);
+        cr_assert_eq(sbx_test_run_until(&env.loop, &shutdown_done, 10 * USEC_PER_SEC), 0);
+        env.rpc = NULL;
+        uv_timer_init(&env.loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, flag_timer, 10, 0);
+        while (!fired)
+                sbx_rpc_run_once(&env.loop);
+        uv_close((uv_handle_t *)&t, NULL);
+        cr_assert_eq(sbx_loop_close_all(&env.loop), 0);
+}
