@@ -188,6 +188,8 @@ static int setup(Scheduler *s)
         if ((r = sbx_metrics_new(&s->metrics)) < 0 || (r = sched_metrics_register(s)) < 0)
                 return log_error_errno(r, "Failed to set up metrics: %m");
         so.metrics = s->metrics;
+        /* Everything the scheduler does arrives through gRPC (its API, etcd's answers and watch):
+         * the loop thread polls gRPC itself, sparing a thread hand-off per completion. */
         if ((r = sbx_rpc_new_polling_loop(s->loop, &s->rpc)) < 0)
                 return log_error_errno(r, "Failed to start gRPC: %m");
 

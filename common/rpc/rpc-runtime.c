@@ -212,9 +212,9 @@ static void polling_run_once(SbxRpc *rpc)
         /* Zero when libuv has work already (due timers, pending callbacks, closing handles). */
         uv_update_time(loop);
         int timeout = uv_backend_timeout(loop);
-        gpr_timespec deadline =
-                timeout < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
-                            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout, GPR_TIMESPAN));
+        gpr_timespec deadline = timeout < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                                            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                           gpr_time_from_millis(timeout, GPR_TIMESPAN));
 
         if (timeout != 0 && w->running) {
                 pthread_mutex_lock(&w->lock);
@@ -252,7 +252,7 @@ void sbx_rpc_run_once(uv_loop_t *loop)
 {
         SbxRpc *rpc;
 
-        LIST_FOREACH(rpc, &polling_rpcs, polling_link)
+        LIST_FOREACH (rpc, &polling_rpcs, polling_link)
                 if (rpc->loop == loop)
                         break;
         if (rpc)

@@ -19,7 +19,8 @@
  *
  * Shutdown: sbx_rpc_shutdown() stops every server (cancelling calls still running after a grace),
  * cancels every client call, waits for gRPC to hand back every tag, then stops the poller thread
- * and releases gRPC. Run the loop until its callback fires.
+ * (or the waker thread of a loop-polling runtime) and releases gRPC. Run the loop until its
+ * callback fires.
  */
 
 #include <protobuf-c/protobuf-c.h>

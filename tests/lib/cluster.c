@@ -134,8 +134,8 @@ int sbx_test_cluster_start(SbxTestCluster *c, unsigned n)
         if (n > SBX_TEST_MAX_SCHEDULERS)
                 return -EINVAL;
         uv_loop_init(&c->loop);
-        if ((r = c->poll_on_loop ? sbx_rpc_new_polling_loop(&c->loop, &c->rpc) : sbx_rpc_new(&c->loop, &c->rpc)) <
-            0)
+        if ((r = c->poll_on_loop ? sbx_rpc_new_polling_loop(&c->loop, &c->rpc)
+                                 : sbx_rpc_new(&c->loop, &c->rpc)) < 0)
                 return r;
         c->dir = sbx_test_tempdir("sbx-cluster");
         if (!c->dir)

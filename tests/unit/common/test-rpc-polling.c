@@ -99,8 +99,10 @@ Test(rpc_polling_loop, idle_loop_does_not_spin, .init = setup_plain, .fini = tea
                 turns++;
         }
         getrusage(RUSAGE_THREAD, &r1);
-        long us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000000L + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
-                  (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000000L + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+        long us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000000L +
+                  (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+                  (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000000L +
+                  (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
         cr_assert_lt(turns, 50, "%u turns in 300 ms", turns);
         cr_assert_lt(us, 50000, "%ld us of CPU in 300 ms of idling", us);
         uv_close((uv_handle_t *)&t, NULL);
