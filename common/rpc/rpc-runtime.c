@@ -63,8 +63,9 @@ static void dispatch(SbxQueue *q, SbxQueueItem *item, void *userdata)
 /* The loop-polling runtimes of this thread (one per loop). */
 static __thread LIST_HEAD(PollingRpcs, SbxRpc) polling_rpcs;
 
-/* Waker thread, lock held: one call on the lame channel; its failure completes on the queue. */
-static void waker_wake(SbxRpcWaker *w, grpc_completion_queue *cq)
+/* Waker thread, lock held: one call on the lame channel; its failure completes on the queue.
+ * False when gRPC would not start it (the caller tries again). */
+static bool waker_wake(SbxRpcWaker *w, grpc_completion_queue *cq)
 {
         grpc_op ops[2] = { { 0 } };
 
@@ -72,7 +73,7 @@ static void waker_wake(SbxRpcWaker *w, grpc_completion_queue *cq)
                                            grpc_slice_from_static_string("/sbx.Waker/Wake"), NULL,
                                            gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (!w->call)
-                return;
+                return false;
         ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
         ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
         ops[1].data.recv_status_on_client.trailing_metadata = &w->trailing;
@@ -81,9 +82,10 @@ static void waker_wake(SbxRpcWaker *w, grpc_completion_queue *cq)
         if (grpc_call_start_batch(w->call, ops, ELEMENTSOF(ops), &w->tag, NULL) != GRPC_CALL_OK) {
                 grpc_call_unref(w->call);
                 w->call = NULL;
-                return;
+                return false;
         }
         w->in_flight = true;
+        return true;
 }
 
 static void *waker_main(void *arg)
@@ -109,7 +111,13 @@ static void *waker_main(void *arg)
                 /* Readable until the loop thread has run libuv: wait for it to re-arm. */
                 if (n > 0 && fds[0].revents) {
                         w->armed = false;
-                        waker_wake(w, rpc->cq);
+                        if (!waker_wake(w, rpc->cq)) {
+                                /* Not expected from a lame channel; never leave libuv unheard. */
+                                w->armed = true;
+                                pthread_mutex_unlock(&w->lock);
+                                usleep(1000);
+                                pthread_mutex_lock(&w->lock);
+                        }
                 }
         }
         pthread_mutex_unlock(&w->lock);
