@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/macro.h"
 #include "common/base/string-util.h"
 #include "common/log/log.h"
 #include "common/store/store.h"
@@ -28,6 +29,10 @@ struct SchedStateWait {
         void *userdata;
 };
 
+/* Retries of the first read (and of a read after compaction) while etcd cannot be reached. */
+#define READ_RETRY_MIN_MS 50
+#define READ_RETRY_MAX_MS 1000
+
 struct SchedState {
         SbxEtcd *etcd;
         SbxHashmap *nodes, *orgs, *sandboxes, *tokens, *regions;
@@ -35,6 +40,9 @@ struct SchedState {
         int64_t revision;
         bool ready;
         bool reading;
+        /* A failed read is tried again after retry_ms (doubling up to READ_RETRY_MAX_MS). */
+        uv_timer_t *retry;
+        unsigned retry_ms;
         SbxEtcdWatch *watch;
         Listener *listeners;
         size_t n_listeners;
@@ -452,6 +460,7 @@ void sched_state_apply(SchedState *s, const void *key, size_t key_len, bool dele
 /* ---- sync ---- */
 
 static void start_read(SchedState *s);
+static void read_later(SchedState *s);
 
 /* Runs the waits the mirror has reached (or all of them, with an error). */
 static void waits_run(SchedState *s, int error)
@@ -555,11 +564,14 @@ static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *use
                 return;
         }
         if (error < 0) {
-                /* etcd is not reachable yet: try again; the daemon is not ready meanwhile. */
-                log_debug("Reading cluster state failed: %s; retrying", sbx_error_message(error));
-                start_read(s);
+                /* etcd is not reachable yet: try again, after a pause (gRPC fails such a call at
+                 * once); the daemon is not ready meanwhile. */
+                log_debug("Reading cluster state failed: %s; retrying in %u ms", sbx_error_message(error),
+                          s->retry_ms ? s->retry_ms : READ_RETRY_MIN_MS);
+                read_later(s);
                 return;
         }
+        s->retry_ms = 0;
         clear(s);
         if (alloc_maps(s) < 0) {
                 start_read(s);
@@ -582,6 +594,25 @@ static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *use
         }
         if (!LIST_EMPTY(&s->waits))
                 waits_run(s, 0);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+        start_read(t->data);
+}
+
+static void read_later(SchedState *s)
+{
+        s->retry_ms = s->retry_ms ? SBX_MIN(2 * s->retry_ms, READ_RETRY_MAX_MS) : READ_RETRY_MIN_MS;
+        if (!s->retry) {
+                if (!(s->retry = malloc(sizeof(*s->retry)))) {
+                        start_read(s);
+                        return;
+                }
+                uv_timer_init(sbx_etcd_loop(s->etcd), s->retry);
+                s->retry->data = s;
+        }
+        uv_timer_start(s->retry, on_retry, s->retry_ms, 0);
 }
 
 static void start_read(SchedState *s)
@@ -626,6 +657,9 @@ SchedState *sched_state_free(SchedState *s)
                 return NULL;
         sbx_etcd_watch_free(s->watch);
         s->watch = NULL;
+        if (s->retry)
+                uv_close((uv_handle_t *)s->retry, (uv_close_cb)free);
+        s->retry = NULL;
         waits_run(s, -ECANCELED);
         clear(s);
         free(s->listeners);

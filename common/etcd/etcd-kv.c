@@ -99,6 +99,11 @@ size_t sbx_etcd_pending(const SbxEtcd *e)
         return e->n_requests;
 }
 
+uv_loop_t *sbx_etcd_loop(const SbxEtcd *e)
+{
+        return sbx_rpc_loop(e->rpc);
+}
+
 const char *sbx_etcd_current_endpoint(const SbxEtcd *e)
 {
         return e->endpoints[e->current];

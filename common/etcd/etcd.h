@@ -52,6 +52,9 @@ SbxEtcd *sbx_etcd_free(SbxEtcd *e);
  * wait for zero before sbx_etcd_free() so no completion is dropped. */
 size_t sbx_etcd_pending(const SbxEtcd *e);
 
+/* The loop this client's callbacks run on. */
+uv_loop_t *sbx_etcd_loop(const SbxEtcd *e);
+
 /* The endpoint requests currently go to. */
 const char *sbx_etcd_current_endpoint(const SbxEtcd *e);
 

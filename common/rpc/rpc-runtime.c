@@ -60,6 +60,9 @@ static void dispatch(SbxQueue *q, SbxQueueItem *item, void *userdata)
 
 /* ---- the loop-polling mode ---- */
 
+/* Completions handled per turn at most before libuv runs. */
+#define POLLING_BATCH 64
+
 /* The loop-polling runtimes of this thread (one per loop). */
 static __thread LIST_HEAD(PollingRpcs, SbxRpc) polling_rpcs;
 
@@ -232,7 +235,9 @@ static void polling_run_once(SbxRpc *rpc)
                 }
                 pthread_mutex_unlock(&w->lock);
         }
-        for (;;) {
+        /* Bounded, so that libuv gets its turn even when every completion starts a call that
+         * completes at once (a client retrying calls that fail fast while a peer is down). */
+        for (unsigned handled = 0; handled < POLLING_BATCH; handled++) {
                 grpc_event ev = grpc_completion_queue_next(rpc->cq, deadline, NULL);
                 if (ev.type == GRPC_QUEUE_TIMEOUT)
                         break;

@@ -189,6 +189,14 @@ describe('deploy/ monitoring files against the metrics of real daemons', { skip:
       await poll('sbx-scheduler without etcd: /healthz', async () => (await fetch(`http://127.0.0.1:${lonelyMetrics}/healthz`)).ok, 20000, lonely);
       const notReady = await fetch(`http://127.0.0.1:${lonelyMetrics}/readyz`);
       readiness.withoutEtcd = { status: notReady.status, text: await notReady.text() };
+      // Waiting for etcd must not be a busy loop (gRPC fails each read at once while etcd is down).
+      const cpu = () => {
+        const fields = readFileSync(`/proc/${lonely.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
+      };
+      const ticks0 = cpu();
+      await sleep(1000);
+      readiness.withoutEtcdCpuTicks = cpu() - ticks0;
       // Nothing may ever be placed on the real agent.
       await expectCode(admin, 'CordonNode', { name: node, cordon: true }, adminToken, grpc.status.OK);
       await expectCode(admin, 'CreateOrg', { name: 'ops', max_sandboxes: 1 }, adminToken, grpc.status.OK);
@@ -260,10 +268,12 @@ describe('deploy/ monitoring files against the metrics of real daemons', { skip:
     assert.equal(problems.length, 0, `\n${problems.join('\n')}`);
   });
 
-  test("sbx-scheduler's /readyz says whether the replica has read the cluster state", () => {
+  test("sbx-scheduler's /readyz says whether the replica has read the cluster state, and it waits for etcd without spinning", () => {
     assert.deepEqual(readiness.serving, { status: 200, text: 'ready\n' });
     assert.equal(readiness.withoutEtcd.status, 503);
     assert.match(readiness.withoutEtcd.text, /reading the cluster state from etcd/);
+    // A second is 100 ticks; waiting with a back-off takes about none of it.
+    assert.ok(readiness.withoutEtcdCpuTicks < 20, `${readiness.withoutEtcdCpuTicks} ticks of CPU in 1 s without etcd`);
   });
 
   test('the rules and the dashboards use only exported metrics and labels', () => {

@@ -2,7 +2,8 @@
 /*
  * The rpc tests of test-rpc.c once more, on a runtime made by sbx_rpc_new_polling_loop(), and what
  * is particular to that mode: libuv's timers and fds still run while the loop thread sleeps in
- * gRPC's queue, an idle loop does not spin, and a turn of the loop after shutdown is libuv's.
+ * gRPC's queue, even while calls fail as fast as they are made; an idle loop does not spin; and a
+ * turn of the loop after shutdown is libuv's.
  */
 #define SBX_TEST_RPC_POLLING_LOOP 1
 #include "tests/unit/common/test-rpc.c"
@@ -107,6 +108,66 @@ Test(rpc_polling_loop, idle_loop_does_not_spin, .init = setup_plain, .fini = tea
                   (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
         cr_assert_lt(turns, 50, "%u turns in 300 ms", turns);
         cr_assert_lt(us, 50000, "%ld us of CPU in 300 ms of idling", us);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT);
+}
+
+typedef struct Storm {
+        SbxRpcChannel *ch;
+        unsigned calls;
+        bool stop, idle;
+} Storm;
+
+static void storm_call(Storm *st);
+
+static void storm_done(const SbxRpcStatus *status, ProtobufCMessage *response, void *userdata)
+{
+        Storm *st = userdata;
+        if (response)
+                protobuf_c_message_free_unpacked(response, NULL);
+        st->calls++;
+        if (st->stop)
+                st->idle = true;
+        else
+                storm_call(st);
+}
+
+static void storm_call(Storm *st)
+{
+        Sbx__Test__EchoRequest req = SBX__TEST__ECHO_REQUEST__INIT;
+        cr_assert_eq(sbx_rpc_unary(st->ch, &sbx_test_echo_unary, &req.base, NULL, storm_done, st, NULL), 0);
+}
+
+static void stop_storm(uv_timer_t *t)
+{
+        Storm *st = t->data;
+        st->stop = true;
+}
+
+/* A client that calls again as soon as a call fails, against a peer that is down: each failure
+ * completes at once, so the queue is never empty. libuv (here a timer) must still get its turns. */
+Test(rpc_polling_loop, libuv_runs_while_calls_fail_fast, .init = setup_plain, .fini = teardown,
+     .timeout = 30)
+{
+        Storm st = { 0 };
+        char target[64];
+        uv_timer_t t;
+
+        snprintf(target, sizeof(target), "127.0.0.1:%d", sbx_test_free_port());
+        cr_assert_eq(sbx_rpc_channel_new(env.rpc, target, NULL, &st.ch), 0);
+        uv_timer_init(&env.loop, &t);
+        t.data = &st;
+        uv_update_time(&env.loop);
+        uv_timer_start(&t, stop_storm, 200, 0);
+        storm_call(&st);
+        usec_t start = sbx_now_monotonic();
+        while (!st.stop && sbx_now_monotonic() - start < 10 * USEC_PER_SEC)
+                sbx_rpc_run_once(&env.loop);
+        cr_assert(st.stop, "the timer never ran while calls kept failing");
+        cr_assert_lt(sbx_now_monotonic() - start, 2 * USEC_PER_SEC);
+        cr_assert_eq(sbx_test_run_until(&env.loop, &st.idle, 5 * USEC_PER_SEC), 0);
+        cr_assert_gt(st.calls, 1u);
+        sbx_rpc_channel_free(st.ch);
         uv_close((uv_handle_t *)&t, NULL);
         uv_run(&env.loop, UV_RUN_NOWAIT);
 }
