@@ -57,11 +57,12 @@ TestSuite(sandbox, .init = setup, .fini = teardown, .timeout = 240);
 
 /* ---- helpers ---- */
 
-/* The agent's log goes with the test's directory: show its end when something went wrong. */
+/* The agent's log goes with the test's directory: show its end when something went wrong, marked
+ * the way tests/lib/run-unit picks lines out of a failed binary's output. */
 static void dump_agent_log(void)
 {
         char cmd[700];
-        snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", A.log);
+        snprintf(cmd, sizeof(cmd), "tail -n 40 %s | sed 's/^/[----] agent: /' >&2", A.log);
         (void)!system(cmd);
 }
 
