@@ -608,22 +608,18 @@ static void on_chain_put(int error, const Etcdserverpb__PutResponse *r, void *us
                 log_warning("watch chain: status put: %s", sbx_error_message(error));
 }
 
-/* The name after `prefix` in a key, up to the next '/' (or all of it with `last`); false if absent. */
-static bool key_part(const ProtobufCBinaryData *key, const char *prefix, bool last, char *buf, size_t size,
-                     size_t *ret_end)
+/* A key under CHAIN_ROOT, classified as the same key under /sbx/v1/ would be (sbx_key_parse). */
+static SbxKeyKind chain_key_parse(const ProtobufCBinaryData *key, char *a, char *b)
 {
-        size_t pl = strlen(prefix), i;
+        char k[sizeof(CHAIN_ROOT) + 2 * SBX_KEY_NAME_MAX + 32];
 
-        if (key->len <= pl || memcmp(key->data, prefix, pl) != 0)
-                return false;
-        for (i = pl; i < key->len && (last || key->data[i] != '/'); i++)
-                ;
-        if (i - pl >= size)
-                return false;
-        memcpy(buf, key->data + pl, i - pl);
-        buf[i - pl] = 0;
-        *ret_end = i;
-        return true;
+        _Static_assert(sizeof(CHAIN_ROOT) == sizeof(SBX_KEY_ROOT), "the roots must be as long");
+        if (key->len < strlen(CHAIN_ROOT) || key->len > sizeof(k) ||
+            memcmp(key->data, CHAIN_ROOT, strlen(CHAIN_ROOT)) != 0)
+                return SBX_KEY_KIND_UNKNOWN;
+        memcpy(k, key->data, key->len);
+        memcpy(k, SBX_KEY_ROOT, strlen(SBX_KEY_ROOT));
+        return sbx_key_parse(k, key->len, a, b);
 }
 
 static void on_chain_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
@@ -633,13 +629,8 @@ static void on_chain_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *
 
         for (size_t i = 0; i < r->n_events; i++) {
                 const Etcdserverpb__Event *ev = r->events[i];
-                size_t end;
                 if (!ev->kv || ev->type != ETCDSERVERPB__EVENT__EVENT_TYPE__PUT ||
-                    !key_part(&ev->kv->key, CHAIN_ROOT "assign/", false, node, sizeof(node), &end) ||
-                    end >= ev->kv->key.len)
-                        continue;
-                ProtobufCBinaryData rest = { ev->kv->key.len - end - 1, ev->kv->key.data + end + 1 };
-                if (!key_part(&rest, "", true, id, sizeof(id), &end))
+                    chain_key_parse(&ev->kv->key, node, id) != SBX_KEY_KIND_ASSIGN)
                         continue;
                 int e = status_put(b, CHAIN_ROOT, id, node, on_chain_put, NULL);
                 if (e < 0)
@@ -664,13 +655,12 @@ static void on_chain_record(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *
 static void on_chain_status(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
 {
         Bench *b = userdata;
-        char id[SBX_KEY_NAME_MAX + 1];
+        char id[SBX_KEY_NAME_MAX + 1], unused[SBX_KEY_NAME_MAX + 1];
 
         for (size_t i = 0; i < r->n_events; i++) {
                 const Etcdserverpb__Event *ev = r->events[i];
-                size_t end;
                 if (!ev->kv || ev->type != ETCDSERVERPB__EVENT__EVENT_TYPE__PUT ||
-                    !key_part(&ev->kv->key, CHAIN_ROOT "status/", true, id, sizeof(id), &end))
+                    chain_key_parse(&ev->kv->key, id, unused) != SBX_KEY_KIND_STATUS)
                         continue;
                 Op *op = sbx_hashmap_get(b->chain_ops, id);
                 if (!op)

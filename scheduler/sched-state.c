@@ -566,9 +566,9 @@ static void read_done(int error, const Etcdserverpb__RangeResponse *r, void *use
         if (error < 0) {
                 /* etcd is not reachable yet: try again, after a pause (gRPC fails such a call at
                  * once); the daemon is not ready meanwhile. */
-                log_debug("Reading cluster state failed: %s; retrying in %u ms", sbx_error_message(error),
-                          s->retry_ms ? s->retry_ms : READ_RETRY_MIN_MS);
                 read_later(s);
+                log_debug("Reading cluster state failed: %s; retrying in %u ms", sbx_error_message(error),
+                          s->retry_ms);
                 return;
         }
         s->retry_ms = 0;
@@ -604,14 +604,6 @@ static void on_retry(uv_timer_t *t)
 static void read_later(SchedState *s)
 {
         s->retry_ms = s->retry_ms ? SBX_MIN(2 * s->retry_ms, READ_RETRY_MAX_MS) : READ_RETRY_MIN_MS;
-        if (!s->retry) {
-                if (!(s->retry = malloc(sizeof(*s->retry)))) {
-                        start_read(s);
-                        return;
-                }
-                uv_timer_init(sbx_etcd_loop(s->etcd), s->retry);
-                s->retry->data = s;
-        }
         uv_timer_start(s->retry, on_retry, s->retry_ms, 0);
 }
 
@@ -647,6 +639,13 @@ int sched_state_start(SchedState *s, void (*ready)(SchedState *s, void *userdata
 {
         s->ready_cb = ready;
         s->ready_userdata = userdata;
+        /* Its own allocation: it closes after sched_state_free() has returned. */
+        if (!s->retry) {
+                if (!(s->retry = malloc(sizeof(*s->retry))))
+                        return -ENOMEM;
+                uv_timer_init(sbx_etcd_loop(s->etcd), s->retry);
+                s->retry->data = s;
+        }
         start_read(s);
         return s->reading ? 0 : -ENOMEM;
 }

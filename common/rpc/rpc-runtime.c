@@ -127,10 +127,9 @@ static void *waker_main(void *arg)
         return NULL;
 }
 
-static void on_waker_done(SbxRpcTag *tag, bool ok)
+/* Loop thread: the wake-up call came back. */
+static void waker_done(SbxRpcWaker *w)
 {
-        SbxRpcWaker *w = container_of(tag, SbxRpcWaker, tag);
-
         pthread_mutex_lock(&w->lock);
         grpc_call_unref(w->call);
         w->call = NULL;
@@ -152,7 +151,6 @@ static int waker_start(SbxRpc *rpc)
         pthread_cond_init(&w->cond, NULL);
         grpc_metadata_array_init(&w->trailing);
         w->details = grpc_empty_slice();
-        w->tag.fn = on_waker_done;
         w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->stop_fd < 0)
                 return -errno;
@@ -247,7 +245,8 @@ static void polling_run_once(SbxRpc *rpc)
                 }
                 SbxRpcTag *tag = ev.tag;
                 if (tag == &w->tag) {
-                        on_waker_done(tag, ev.success != 0);
+                        /* Not counted in `outstanding`: it is not the owners' to wait for. */
+                        waker_done(w);
                 } else {
                         tag->ok = ev.success != 0;
                         run_tag(rpc, tag);
@@ -326,12 +325,9 @@ static int rpc_new(uv_loop_t *loop, bool poll_on_loop, SbxRpc **ret)
 
 fail:
         if (rpc->cq) {
+                /* Never armed, so it started no wake-up: nothing is in the queue. */
                 waker_stop(rpc);
                 grpc_completion_queue_shutdown(rpc->cq);
-                /* Nothing was started on it but, perhaps, no wake-up: drain to the shutdown. */
-                while (grpc_completion_queue_next(rpc->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-                       GRPC_QUEUE_SHUTDOWN)
-                        ;
                 grpc_completion_queue_destroy(rpc->cq);
                 if (poll_on_loop)
                         waker_free(&rpc->waker);
