@@ -102,8 +102,8 @@ static const SbxConfigOption options[] = {
             "The host TSC frequency in kHz passed to TCG guests (they hang without it); default: measured."),
         OPT("guest-cmdline-extra", string, guest_cmdline_extra, NULL,
             "Appended to every guest's kernel command line (debugging: \"loglevel=7\"; benchmarks under "
-            "TCG: "
-            "\"tsc=reliable\" for a fine guest clock, which QEMU's TCG crashes on in about 1 of 40 boots)."),
+            "TCG: \"tsc=reliable\" for a fine guest clock, which multi-threaded TCG crashed on in about "
+            "1 of 40 boots)."),
         OPT("log-level", log_level, log_level, "info", "debug, info, warning or error."),
         OPT("log-format", log_format, log_format, "text", "text or json."),
 };

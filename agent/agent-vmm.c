@@ -30,7 +30,9 @@ int agent_vmm_cmdline(const AgentVmmSpec *s, const char *extra, char **ret)
          * and keeps the jiffies clocksource (4 ms resolution): with it the kernel marks sched_clock
          * stable after SMP start-up, patching a static key under the other vCPU's feet, and QEMU's
          * multi-threaded TCG crashed on that patch in about 1 of 40 boots under load (int3 in
-         * sched_clock_idle_wakeup_event). KVM guests use kvm-clock and are not concerned. */
+         * sched_clock_idle_wakeup_event). TCG now runs single-threaded, which removes that class of
+         * crash (agent-vmm-qemu.c), but that rate was not reproduced since, so it stays off by
+         * default. KVM guests use kvm-clock and are not concerned. */
         if (!s->kvm && s->tsc_khz)
                 snprintf(tsc, sizeof(tsc), " tsc_early_khz=%llu", (unsigned long long)s->tsc_khz);
         if (asprintf(ret, "console=ttyS0 quiet reboot=t panic=-1 random.trust_cpu=on%s%s%s%s%s", tsc,
