@@ -241,19 +241,53 @@ static void finish(AgentSandbox *sb)
         }
 }
 
+/* A VMM that exits by itself after a guest kernel panic (panic=-1 and -no-reboot) reports success;
+ * the panic's own message, the console's last "Kernel panic - not syncing:" line, says what happened.
+ * The console is the guest's output: the message is cut at the line's end and at `n`, and anything
+ * but printable ASCII becomes '?'. */
+static bool guest_panic_message(AgentSandbox *sb, char *buf, size_t n)
+{
+        static const char marker[] = "Kernel panic - not syncing: ";
+        char path[600], tail[4096];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/console.log", sb->dir);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0 || n == 0)
+                return false;
+        off_t from = st.st_size > (off_t)sizeof(tail) ? st.st_size - (off_t)sizeof(tail) : 0;
+        ssize_t k = pread(fd, tail, sizeof(tail), from);
+        if (k <= 0)
+                return false;
+        const char *end = tail + k, *msg = NULL;
+        for (const char *p = tail; (p = memmem(p, end - p, marker, sizeof(marker) - 1)); p++)
+                msg = p + sizeof(marker) - 1;
+        if (!msg)
+                return false;
+        size_t i = 0;
+        for (; i + 1 < n && msg + i < end && msg[i] != '\n' && msg[i] != '\r'; i++)
+                buf[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
+        buf[i] = '\0';
+        return true;
+}
+
 static void vmm_gone(AgentSandbox *sb, const char *how)
 {
+        char panic[160];
+
         sb->proc_alive = false;
-        if (sb->phase == PHASE_STOPPING && sb->channel_lost && !sb->killed_by_us)
-                /* The channel only dropped because the VMM died: that is the reason to report. */
-                snprintf(sb->final_reason, sizeof(sb->final_reason), "the VMM %s", how);
-        if (sb->phase == PHASE_STOPPING) {
+        if (sb->phase == PHASE_STOPPING && !(sb->channel_lost && !sb->killed_by_us)) {
                 finish(sb);
                 return;
         }
-        /* It died on its own: the sandbox failed. */
-        sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
-        snprintf(sb->final_reason, sizeof(sb->final_reason), "the VMM %s", how);
+        /* It died on its own, or the channel only dropped because it died: that is the reason to
+         * report, and a stop that was not asked for fails the sandbox. */
+        if (sb->phase != PHASE_STOPPING)
+                sb->final_state = SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+        if (!sb->killed_by_us && guest_panic_message(sb, panic, sizeof(panic)))
+                snprintf(sb->final_reason, sizeof(sb->final_reason), "the guest kernel panicked: %s", panic);
+        else
+                snprintf(sb->final_reason, sizeof(sb->final_reason), "the VMM %s", how);
         finish(sb);
 }
 

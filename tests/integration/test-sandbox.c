@@ -471,6 +471,33 @@ Test(sandbox, killed_vmm_is_failed_with_a_reason)
         sbx_test_sandbox_done(&sb);
 }
 
+/* QEMU exits with status 0 after a guest kernel panic (panic=-1, -no-reboot): the sandbox's reason is
+ * the panic's own message. This agent's guests panic at boot, for want of an init. */
+Test(sandbox, guest_kernel_panic_is_the_reason)
+{
+        static const char *const panicking[] = { "--guest-cmdline-extra=rdinit=/sbx-no-such-init", NULL };
+        SbxTestSandbox sb;
+        SbxRpcStatus st = { 0 };
+        char reason[256] = "";
+
+        cr_assert_eq(sbx_test_agent_stop(&A, SIGTERM), 0);
+        A.args = panicking;
+        cr_assert_eq(sbx_test_agent_start(&C, &A, 0, "ams"), 0, "agent did not restart");
+        int r = sbx_test_sandbox_create(&C, token, "ams", 0, 0, &sb, &st);
+        cr_log_info("Create: %d %s", st.code, strempty(st.message));
+        cr_assert_lt(r, 0, "a guest without an init ran");
+        cr_expect(strstr(strempty(st.message), "the guest kernel panicked: VFS: Unable to mount root fs"),
+                  "message: %s", strempty(st.message));
+        const char *id = strstr(strempty(st.message), "sbx_ams_");
+        cr_assert_not_null(id, "no sandbox id in: %s", strempty(st.message));
+        char sandbox_id[64];
+        snprintf(sandbox_id, sizeof(sandbox_id), "%.*s", (int)strcspn(id, " :"), id);
+        cr_expect_eq(state_of(sandbox_id, reason, sizeof(reason)),
+                     SBX__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED);
+        cr_expect(strstr(reason, "the guest kernel panicked: "), "reason: %s", reason);
+        sbx_rpc_status_done(&st);
+}
+
 Test(sandbox, agent_restart_adopts_running_sandboxes)
 {
         SbxTestSandbox sb;
