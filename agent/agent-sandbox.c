@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/agent-channel.h"
+#include "agent/agent-console.h"
 #include "agent/agent-vmm.h"
 #include "agent/agent.h"
 #include "agent/egress.h"
@@ -242,33 +243,19 @@ static void finish(AgentSandbox *sb)
 }
 
 /* A VMM that exits by itself after a guest kernel panic (panic=-1 and -no-reboot) reports success;
- * the panic's own message, the console's last "Kernel panic - not syncing:" line, says what happened.
- * The console is the guest's output: the message is cut at the line's end and at `n`, and anything
- * but printable ASCII becomes '?'. */
+ * the panic's own message, at the console's end, says what happened. */
 static bool guest_panic_message(AgentSandbox *sb, char *buf, size_t n)
 {
-        static const char marker[] = "Kernel panic - not syncing: ";
-        char path[600], tail[4096];
+        char path[600], tail[AGENT_CONSOLE_TAIL_MAX];
         struct stat st;
 
         snprintf(path, sizeof(path), "%s/console.log", sb->dir);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0 || n == 0)
+        if (fd < 0 || fstat(fd, &st) < 0)
                 return false;
         off_t from = st.st_size > (off_t)sizeof(tail) ? st.st_size - (off_t)sizeof(tail) : 0;
         ssize_t k = pread(fd, tail, sizeof(tail), from);
-        if (k <= 0)
-                return false;
-        const char *end = tail + k, *msg = NULL;
-        for (const char *p = tail; (p = memmem(p, end - p, marker, sizeof(marker) - 1)); p++)
-                msg = p + sizeof(marker) - 1;
-        if (!msg)
-                return false;
-        size_t i = 0;
-        for (; i + 1 < n && msg + i < end && msg[i] != '\n' && msg[i] != '\r'; i++)
-                buf[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
-        buf[i] = '\0';
-        return true;
+        return k > 0 && agent_console_panic_message(tail, (size_t)k, buf, n);
 }
 
 static void vmm_gone(AgentSandbox *sb, const char *how)
