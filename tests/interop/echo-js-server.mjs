@@ -18,7 +18,8 @@
 //   runToExit(cmd, args)              runs a program to its end: exit status and output
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { realpathSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { readFileSync, realpathSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -197,14 +198,41 @@ export async function startEchoServer(options = {}) {
   return { server, port: bound, stats, stop };
 }
 
-export async function freePort() {
+// Drawn below the kernel's ephemeral range: a port from inside it, free when asked, can become the
+// source port of any outgoing connection before the daemon binds it (check-ops saw a scheduler that
+// kept reconnecting to an absent etcd take its own metrics port that way).
+function ephemeralLow() {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+async function tryListen(port) {
   const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
+  const ok = await new Promise((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  const bound = ok ? srv.address().port : 0;
+  if (ok) {
+    srv.close();
+    await once(srv, 'close');
+  }
+  return bound;
+}
+
+export async function freePort() {
+  const from = 10000;
+  const low = ephemeralLow();
+  for (let attempt = 0; low > from + 1000 && attempt < 200; attempt++) {
+    const port = await tryListen(from + randomInt(low - from));
+    if (port) return port;
+  }
+  // A machine whose ephemeral range leaves nothing below it: let the kernel choose.
+  return tryListen(0);
 }
 
 // Children still running when this process exits are killed, so a failed test leaves nothing.

@@ -16,17 +16,49 @@
 #include <unistd.h>
 
 #include "common/base/macro.h"
+#include "common/base/random-util.h"
 #include "common/base/string-util.h"
 #include "common/rpc/rpc.h"
 
 extern char **environ;
 
+/* The first port of the kernel's ephemeral range, from which connect() takes source ports. */
+static unsigned ephemeral_low(void)
+{
+        unsigned low = 32768, high;
+        FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+        if (f) {
+                if (fscanf(f, "%u %u", &low, &high) != 2)
+                        low = 32768;
+                fclose(f);
+        }
+        return low;
+}
+
+static bool port_is_free(unsigned port)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        a.sin_port = htons((uint16_t)port);
+        return fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+}
+
+/* Drawn below the ephemeral range: a port from inside it, free when asked, can become the source
+ * port of any outgoing connection before the daemon binds it (check-ops saw a scheduler that kept
+ * reconnecting to an absent etcd take its own metrics port that way). */
 int sbx_test_free_port(void)
 {
+        const unsigned from = 10000, low = ephemeral_low();
+
+        for (unsigned attempt = 0; low > from + 1000 && attempt < 200; attempt++) {
+                unsigned port = from + (unsigned)sbx_random_below(low - from);
+                if (port_is_free(port))
+                        return (int)port;
+        }
+        /* A machine whose ephemeral range leaves nothing below it: let the kernel choose. */
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t l = sizeof(a);
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
         if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
             getsockname(fd, (struct sockaddr *)&a, &l) < 0)
                 return -errno;

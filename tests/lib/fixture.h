@@ -14,7 +14,7 @@
 
 #include "common/base/time-util.h"
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range. */
 int sbx_test_free_port(void);
 
 /* mkdtemp under $TMPDIR (or /tmp) with the given prefix; caller frees the string and the tree. */
