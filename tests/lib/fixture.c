@@ -44,8 +44,8 @@ static bool port_is_free(unsigned port)
 }
 
 /* Drawn below the ephemeral range: a port from inside it, free when asked, can become the source
- * port of any outgoing connection before the daemon binds it (check-ops saw a scheduler that kept
- * reconnecting to an absent etcd take its own metrics port that way). */
+ * port of any outgoing connection before the daemon binds it (a scheduler's metrics port was once
+ * taken that way in check-ops, most likely by its own reconnects to an absent etcd). */
 int sbx_test_free_port(void)
 {
         const unsigned from = 10000, low = ephemeral_low();
