@@ -199,8 +199,8 @@ export async function startEchoServer(options = {}) {
 }
 
 // Drawn below the kernel's ephemeral range: a port from inside it, free when asked, can become the
-// source port of any outgoing connection before the daemon binds it (check-ops saw a scheduler that
-// kept reconnecting to an absent etcd take its own metrics port that way).
+// source port of any outgoing connection before the daemon binds it (a scheduler's metrics port was
+// once taken that way in check-ops, most likely by its own reconnects to an absent etcd).
 function ephemeralLow() {
   try {
     const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
