@@ -218,7 +218,9 @@ static void polling_run_once(SbxRpc *rpc)
         uv_loop_t *loop = rpc->loop;
         SbxRpcWaker *w = &rpc->waker;
 
-        /* Zero when libuv has work already (due timers, pending callbacks, closing handles). */
+        /* Zero when libuv has work already (due timers, pending callbacks, closing handles), and
+         * while watchers that callbacks started wait for libuv's next poll phase to reach epoll:
+         * sleeping then would leave the waker deaf to them (libuv 1.44 counts those too). */
         uv_update_time(loop);
         int timeout = uv_backend_timeout(loop);
         gpr_timespec deadline = timeout < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void flag_done(void *userdata)
@@ -83,6 +84,71 @@ Test(rpc_polling_loop, libuv_fd_wakes_the_loop, .init = setup_plain, .fini = tea
         cr_assert_lt(sbx_now_monotonic() - start, 500 * USEC_PER_MSEC);
         sbx_queue_close(q, flag_done, &closed);
         cr_assert_eq(sbx_test_run_until(&env.loop, &closed, USEC_PER_SEC), 0);
+}
+
+/* Two socket pairs: a byte on `first` makes its poll callback start watching `second`, which is
+ * readable already. libuv registers a watcher with epoll only in its next poll phase, so unless the
+ * turn after the callback runs libuv before sleeping, the waker never hears of `second`. The turn
+ * relies on uv_backend_timeout() being 0 while such changes wait (libuv 1.44 and later). */
+typedef struct Chained {
+        int first[2], second[2];
+        uv_poll_t first_poll, second_poll;
+        bool second_seen;
+} Chained;
+
+static void on_second(uv_poll_t *h, int status, int events)
+{
+        Chained *c = h->data;
+        c->second_seen = true;
+        uv_poll_stop(h);
+}
+
+static void on_first(uv_poll_t *h, int status, int events)
+{
+        Chained *c = h->data;
+        char b;
+        /* Drained, so that `first` cannot wake the loop a second time. */
+        cr_assert_eq(read(c->first[0], &b, 1), 1);
+        uv_poll_stop(h);
+        cr_assert_eq(uv_poll_start(&c->second_poll, UV_READABLE, on_second), 0);
+}
+
+Test(rpc_polling_loop, a_watcher_started_in_a_callback_is_heard, .init = setup_plain, .fini = teardown)
+{
+        Chained c = { 0 };
+        uv_timer_t watchdog;
+        bool late = false;
+
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c.first), 0);
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c.second), 0);
+        cr_assert_eq(write(c.second[1], "x", 1), 1);
+        uv_poll_init(&env.loop, &c.first_poll, c.first[0]);
+        uv_poll_init(&env.loop, &c.second_poll, c.second[0]);
+        c.first_poll.data = c.second_poll.data = &c;
+        cr_assert_eq(uv_poll_start(&c.first_poll, UV_READABLE, on_first), 0);
+        /* Only to end the test should the loop never wake: a timer turn would flush libuv too. */
+        uv_timer_init(&env.loop, &watchdog);
+        watchdog.data = &late;
+        uv_update_time(&env.loop);
+        uv_timer_start(&watchdog, flag_timer, 3000, 0);
+        /* Let the loop register `first` and go to sleep with nothing due. */
+        sbx_rpc_run_once(&env.loop);
+        cr_assert_eq(write(c.first[1], "x", 1), 1);
+
+        usec_t start = sbx_now_monotonic();
+        while (!c.second_seen && !late)
+                sbx_rpc_run_once(&env.loop);
+        usec_t took = sbx_now_monotonic() - start;
+        cr_expect(c.second_seen && !late, "the second watcher was heard only when a timer woke the loop");
+        cr_expect_lt(took, 500 * USEC_PER_MSEC, "took %llu us", (unsigned long long)took);
+        uv_close((uv_handle_t *)&watchdog, NULL);
+        uv_close((uv_handle_t *)&c.first_poll, NULL);
+        uv_close((uv_handle_t *)&c.second_poll, NULL);
+        uv_run(&env.loop, UV_RUN_NOWAIT);
+        for (int i = 0; i < 2; i++) {
+                close(c.first[i]);
+                close(c.second[i]);
+        }
 }
 
 /* A loop with only a slow timer sleeps: it does not turn gRPC's queue into a busy wait. */
