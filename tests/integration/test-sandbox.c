@@ -57,21 +57,12 @@ TestSuite(sandbox, .init = setup, .fini = teardown, .timeout = 240);
 
 /* ---- helpers ---- */
 
-/* The agent's log goes with the test's directory: show its end when something went wrong, marked
- * the way tests/lib/run-unit picks lines out of a failed binary's output. */
-static void dump_agent_log(void)
-{
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "tail -n 40 %s | sed 's/^/[----] agent: /' >&2", A.log);
-        (void)!system(cmd);
-}
-
 static void create(SbxTestSandbox *sb, uint32_t memory_mb, uint64_t lifetime_ms)
 {
         SbxRpcStatus st = { 0 };
         int r = sbx_test_sandbox_create(&C, token, "ams", memory_mb, lifetime_ms, sb, &st);
         if (r < 0)
-                dump_agent_log();
+                sbx_test_show_log(A.log, "agent", 40);
         cr_assert_eq(r, 0, "Create failed: %d %s", st.code, strempty(st.message));
         sbx_rpc_status_done(&st);
 }

@@ -146,7 +146,9 @@ int sbx_test_agent_start(SbxTestCluster *c, SbxTestAgent *a, unsigned index, con
         while (sbx_now_monotonic() < deadline) {
                 if (waitpid(a->pid, NULL, WNOHANG) == a->pid) {
                         a->pid = 0;
-                        fprintf(stderr, "agent %s exited during start-up; log: %s\n", a->name, a->log);
+                        fprintf(stderr, "[----] agent %s exited during start-up; log: %s\n", a->name,
+                                a->log);
+                        sbx_test_show_log(a->log, "agent", 40);
                         return -EIO;
                 }
                 /* After a restart the old node record may outlive the old process: the data plane
@@ -155,7 +157,8 @@ int sbx_test_agent_start(SbxTestCluster *c, SbxTestAgent *a, unsigned index, con
                         return 0;
                 sbx_test_cluster_run(c, 100 * USEC_PER_MSEC);
         }
-        fprintf(stderr, "agent %s did not register; log: %s\n", a->name, a->log);
+        fprintf(stderr, "[----] agent %s did not register within 30 s; log: %s\n", a->name, a->log);
+        sbx_test_show_log(a->log, "agent", 40);
         return -ETIMEDOUT;
 }
 
@@ -165,8 +168,9 @@ int sbx_test_agent_stop(SbxTestAgent *a, int sig)
         if (a->pid > 0) {
                 int status = sbx_test_stop(a->pid, sig, 30 * USEC_PER_SEC);
                 if (sig == SIGTERM && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-                        fprintf(stderr, "agent %s exited with status 0x%x; log: %s\n", a->name, status,
-                                a->log);
+                        fprintf(stderr, "[----] agent %s exited with status 0x%x; log: %s\n", a->name,
+                                status, a->log);
+                        sbx_test_show_log(a->log, "agent", 40);
                         r = -EIO;
                 }
         }

@@ -106,8 +106,10 @@ int sbx_test_scheduler_start(SbxTestCluster *c, unsigned i)
         if (s->pid < 0)
                 return s->pid;
         int r = wait_ready(c, i);
-        if (r < 0)
-                fprintf(stderr, "scheduler %s did not become ready; log: %s\n", s->name, s->log);
+        if (r < 0) {
+                fprintf(stderr, "[----] scheduler %s did not become ready; log: %s\n", s->name, s->log);
+                sbx_test_show_log(s->log, "scheduler", 40);
+        }
         return r;
 }
 
@@ -118,8 +120,9 @@ int sbx_test_scheduler_stop(SbxTestCluster *c, unsigned i, int sig)
         if (s->pid > 0) {
                 int status = sbx_test_stop(s->pid, sig, 10 * USEC_PER_SEC);
                 if (sig == SIGTERM && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-                        fprintf(stderr, "scheduler %s exited with status 0x%x; log: %s\n", s->name, status,
-                                s->log);
+                        fprintf(stderr, "[----] scheduler %s exited with status 0x%x; log: %s\n", s->name,
+                                status, s->log);
+                        sbx_test_show_log(s->log, "scheduler", 40);
                         r = -EIO;
                 }
         }

@@ -65,6 +65,35 @@ int sbx_test_free_port(void)
         return ntohs(a.sin_port);
 }
 
+void sbx_test_show_log(const char *log_path, const char *who, unsigned lines)
+{
+        char line[2048];
+        char **ring = calloc(lines ? lines : 1, sizeof(char *));
+        size_t seen = 0;
+        FILE *f = fopen(log_path, "re");
+
+        if (!f || !ring) {
+                fprintf(stderr, "[----] %s: no log at %s\n", who, log_path);
+                goto out;
+        }
+        while (lines && fgets(line, sizeof(line), f)) {
+                free(ring[seen % lines]);
+                ring[seen % lines] = strdup(line);
+                seen++;
+        }
+        for (size_t i = seen > lines ? seen - lines : 0; i < seen; i++) {
+                const char *l = ring[i % lines];
+                if (l)
+                        fprintf(stderr, "[----] %s: %s%s", who, l, strchr(l, '\n') ? "" : "\n");
+        }
+out:
+        if (f)
+                fclose(f);
+        for (size_t i = 0; ring && i < (lines ? lines : 1); i++)
+                free(ring[i]);
+        free(ring);
+}
+
 static const char *tmp_root(void)
 {
         const char *t = getenv("TMPDIR");

@@ -25,6 +25,9 @@ void sbx_test_rmrf(const char *path);
 /* Spawns argv[0] (PATH lookup) so that it is killed when this process dies; stdout and stderr go to
  * `log_path` when not NULL. Returns the pid or a negative error. */
 pid_t sbx_test_spawn(char *const argv[], const char *log_path);
+/* Prints the last `lines` lines of a daemon's log to stderr as "[----] <who>: <line>", the way
+ * tests/lib/run-unit picks lines out of a failed test binary's output. */
+void sbx_test_show_log(const char *log_path, const char *who, unsigned lines);
 /* Sends `sig`, waits up to `timeout` for the exit, SIGKILLs after that; returns the wait status. */
 int sbx_test_stop(pid_t pid, int sig, usec_t timeout);
 
