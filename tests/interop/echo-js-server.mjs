@@ -200,7 +200,8 @@ export async function startEchoServer(options = {}) {
 
 // Drawn below the kernel's ephemeral range: a port from inside it, free when asked, can become the
 // source port of any outgoing connection before the daemon binds it (a scheduler's metrics port was
-// once taken that way in check-ops, most likely by its own reconnects to an absent etcd).
+// once taken that way in check-ops, most likely by its own reconnects to an absent etcd). And drawn
+// above 20000: the agent's own listeners have fixed default ports (10053, 10080, 10443).
 function ephemeralLow() {
   try {
     const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
@@ -225,7 +226,7 @@ async function tryListen(port) {
 }
 
 export async function freePort() {
-  const from = 10000;
+  const from = 20000;
   const low = ephemeralLow();
   for (let attempt = 0; low > from + 1000 && attempt < 200; attempt++) {
     const port = await tryListen(from + randomInt(low - from));

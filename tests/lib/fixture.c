@@ -45,10 +45,12 @@ static bool port_is_free(unsigned port)
 
 /* Drawn below the ephemeral range: a port from inside it, free when asked, can become the source
  * port of any outgoing connection before the daemon binds it (a scheduler's metrics port was once
- * taken that way in check-ops, most likely by its own reconnects to an absent etcd). */
+ * taken that way in check-ops, most likely by its own reconnects to an absent etcd). And drawn above
+ * 20000: the agent's own listeners have fixed default ports (10053, 10080, 10443), and a test's
+ * etcd on 10443 once kept its agent from starting. */
 int sbx_test_free_port(void)
 {
-        const unsigned from = 10000, low = ephemeral_low();
+        const unsigned from = 20000, low = ephemeral_low();
 
         for (unsigned attempt = 0; low > from + 1000 && attempt < 200; attempt++) {
                 unsigned port = from + (unsigned)sbx_random_below(low - from);
