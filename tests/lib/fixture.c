@@ -47,7 +47,7 @@ static bool port_is_free(unsigned port)
  * port of any outgoing connection before the daemon binds it (a scheduler's metrics port was once
  * taken that way in check-ops, most likely by its own reconnects to an absent etcd). And drawn above
  * 20000: the agent's own listeners have fixed default ports (10053, 10080, 10443), and a test's
- * etcd on 10443 once kept its agent from starting. */
+ * port drawn as 10443 once kept an agent from starting. */
 int sbx_test_free_port(void)
 {
         const unsigned from = 20000, low = ephemeral_low();
