@@ -622,15 +622,20 @@ static SbxKeyKind chain_key_parse(const ProtobufCBinaryData *key, char *a, char 
         return sbx_key_parse(k, key->len, a, b);
 }
 
+/* A put of a key of `kind` under CHAIN_ROOT; its names go to `a` and `b`. */
+static bool chain_put_of(const Etcdserverpb__Event *ev, SbxKeyKind kind, char *a, char *b)
+{
+        return ev->kv && ev->type == ETCDSERVERPB__EVENT__EVENT_TYPE__PUT &&
+               chain_key_parse(&ev->kv->key, a, b) == kind;
+}
+
 static void on_chain_assign(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *r, void *userdata)
 {
         Bench *b = userdata;
         char node[SBX_KEY_NAME_MAX + 1], id[SBX_KEY_NAME_MAX + 1];
 
         for (size_t i = 0; i < r->n_events; i++) {
-                const Etcdserverpb__Event *ev = r->events[i];
-                if (!ev->kv || ev->type != ETCDSERVERPB__EVENT__EVENT_TYPE__PUT ||
-                    chain_key_parse(&ev->kv->key, node, id) != SBX_KEY_KIND_ASSIGN)
+                if (!chain_put_of(r->events[i], SBX_KEY_KIND_ASSIGN, node, id))
                         continue;
                 int e = status_put(b, CHAIN_ROOT, id, node, on_chain_put, NULL);
                 if (e < 0)
@@ -658,9 +663,7 @@ static void on_chain_status(SbxEtcdWatch *w, const Etcdserverpb__WatchResponse *
         char id[SBX_KEY_NAME_MAX + 1], unused[SBX_KEY_NAME_MAX + 1];
 
         for (size_t i = 0; i < r->n_events; i++) {
-                const Etcdserverpb__Event *ev = r->events[i];
-                if (!ev->kv || ev->type != ETCDSERVERPB__EVENT__EVENT_TYPE__PUT ||
-                    chain_key_parse(&ev->kv->key, id, unused) != SBX_KEY_KIND_STATUS)
+                if (!chain_put_of(r->events[i], SBX_KEY_KIND_STATUS, id, unused))
                         continue;
                 Op *op = sbx_hashmap_get(b->chain_ops, id);
                 if (!op)

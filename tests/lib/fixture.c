@@ -35,12 +35,19 @@ static unsigned ephemeral_low(void)
         return low;
 }
 
-static bool port_is_free(unsigned port)
+/* Binds 127.0.0.1:port (0: any port the kernel chooses) and lets go again: the port, or -errno. */
+static int try_port(unsigned port)
 {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                 .sin_port = htons((uint16_t)port) };
+        socklen_t l = sizeof(a);
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        a.sin_port = htons((uint16_t)port);
-        return fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            getsockname(fd, (struct sockaddr *)&a, &l) < 0)
+                return -errno;
+        return ntohs(a.sin_port);
 }
 
 /* Drawn below the ephemeral range: a port from inside it, free when asked, can become the source
@@ -53,35 +60,31 @@ int sbx_test_free_port(void)
         const unsigned from = 20000, low = ephemeral_low();
 
         for (unsigned attempt = 0; low > from + 1000 && attempt < 200; attempt++) {
-                unsigned port = from + (unsigned)sbx_random_below(low - from);
-                if (port_is_free(port))
-                        return (int)port;
+                int port = try_port(from + (unsigned)sbx_random_below(low - from));
+                if (port > 0)
+                        return port;
         }
         /* A machine whose ephemeral range leaves nothing below it: let the kernel choose. */
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-            getsockname(fd, (struct sockaddr *)&a, &l) < 0)
-                return -errno;
-        return ntohs(a.sin_port);
+        return try_port(0);
 }
 
 void sbx_test_show_log(const char *log_path, const char *who, unsigned lines)
 {
         char line[2048];
-        char **ring = calloc(lines ? lines : 1, sizeof(char *));
         size_t seen = 0;
-        FILE *f = fopen(log_path, "re");
 
+        if (lines == 0)
+                return;
+        char **ring = calloc(lines, sizeof(char *));
+        FILE *f = fopen(log_path, "re");
         if (!f || !ring) {
                 fprintf(stderr, "[----] %s: no log at %s\n", who, log_path);
                 goto out;
         }
-        while (lines && fgets(line, sizeof(line), f)) {
+        /* The last `lines` lines, in a ring. */
+        for (; fgets(line, sizeof(line), f); seen++) {
                 free(ring[seen % lines]);
                 ring[seen % lines] = strdup(line);
-                seen++;
         }
         for (size_t i = seen > lines ? seen - lines : 0; i < seen; i++) {
                 const char *l = ring[i % lines];
@@ -91,7 +94,7 @@ void sbx_test_show_log(const char *log_path, const char *who, unsigned lines)
 out:
         if (f)
                 fclose(f);
-        for (size_t i = 0; ring && i < (lines ? lines : 1); i++)
+        for (size_t i = 0; ring && i < lines; i++)
                 free(ring[i]);
         free(ring);
 }

@@ -4,12 +4,8 @@
 
 #include "agent/agent-console.h"
 
-static bool panic_of(const char *text, size_t len, char *buf, size_t n)
-{
-        return agent_console_panic_message(text, len, buf, n);
-}
-
-#define PANIC(lit, buf) panic_of((lit), sizeof(lit) - 1, (buf), sizeof(buf))
+/* A string literal's bytes without its NUL, into an array. */
+#define PANIC(lit, buf) agent_console_panic_message((lit), sizeof(lit) - 1, (buf), sizeof(buf))
 
 Test(console, a_console_without_a_panic_has_no_message)
 {
@@ -48,14 +44,16 @@ Test(console, the_message_is_cut_to_fit)
         char one[1];
         cr_assert(PANIC("Kernel panic - not syncing: x\n", one));
         cr_expect_eq(one[0], '\0');
-        cr_expect_not(panic_of("Kernel panic - not syncing: x", 29, one, 0), "no room at all");
+        cr_expect_not(agent_console_panic_message("Kernel panic - not syncing: x", 29, one, 0),
+                      "no room at all");
 }
 
 Test(console, guest_bytes_become_printable_ascii)
 {
         static const char text[] = "\0\xff junk Kernel panic - not syncing: a\tb\x1b[31mc\xc3\xa9\0d\n";
         char buf[64];
-        cr_assert(panic_of(text, sizeof(text) - 1, buf, sizeof(buf)), "a NUL before the marker hid it");
+        cr_assert(agent_console_panic_message(text, sizeof(text) - 1, buf, sizeof(buf)),
+                  "a NUL before the marker hid it");
         cr_expect_str_eq(buf, "a?b?[31mc???d");
 }
 
@@ -64,8 +62,8 @@ Test(console, nothing_is_read_past_the_length)
         /* The bytes after `len` would complete the marker and the message. */
         static const char text[] = "Kernel panic - not syncing: shown\nKernel panic - not sync";
         char buf[64];
-        cr_assert(panic_of(text, sizeof(text) - 1, buf, sizeof(buf)));
+        cr_assert(agent_console_panic_message(text, sizeof(text) - 1, buf, sizeof(buf)));
         cr_expect_str_eq(buf, "shown");
-        cr_assert(panic_of(text, 31, buf, sizeof(buf)));
+        cr_assert(agent_console_panic_message(text, 31, buf, sizeof(buf)));
         cr_expect_str_eq(buf, "sho");
 }
